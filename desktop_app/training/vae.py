@@ -1,0 +1,136 @@
+"""Train the built-in model's AutoencoderKL (8x down-sampling, 4 latent channels) on scene crops.
+
+    python -m desktop_app.training.vae --steps 6000
+
+Fully convolutional, so it trains on 96x96 crops centred near shapes; checkpoints every few hundred
+steps to the training cache and resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from desktop_app.training import common, scenes
+
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(16, 32, 64, 128),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=16,
+    sample_size=256,
+)
+CROP = 96
+
+
+def make_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**VAE_CONFIG)
+
+
+def crop_batch(rng: np.random.Generator, n: int) -> np.ndarray:
+    out = np.empty((n, CROP, CROP, 3), np.uint8)
+    for i in range(n):
+        scene = scenes.random_scene(rng, held_out=None)
+        img = scenes.render(scene)
+        if rng.random() < 0.8:
+            s = scene.shapes[int(rng.integers(len(scene.shapes)))]
+            cx, cy = scenes.cell_center(s.cell)
+            cx += rng.integers(-40, 41)
+            cy += rng.integers(-40, 41)
+        else:
+            cx, cy = rng.integers(0, scenes.SIZE, size=2)
+        x = int(np.clip(cx - CROP // 2, 0, scenes.SIZE - CROP))
+        y = int(np.clip(cy - CROP // 2, 0, scenes.SIZE - CROP))
+        out[i] = img[y:y + CROP, x:x + CROP]
+    return out
+
+
+def to_tensor(batch: np.ndarray):
+    import torch
+
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    common.setup_threads()
+    torch.manual_seed(args.seed)
+    ckpt_path = common.CACHE_DIR / "vae.pt"
+    logf = common.CACHE_DIR / "vae.log"
+    vae = make_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        common.log(f"resumed VAE from step {step}", logf)
+    rng = np.random.default_rng(args.seed * 1000 + step)
+    prog = common.Progress(args.steps, "vae")
+    vae.train()
+    while step < args.steps:
+        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / args.steps)) if step > 200 else args.lr * step / 200
+        for g in opt.param_groups:
+            g["lr"] = max(lr, 1e-5)
+        x = to_tensor(crop_batch(rng, args.batch))
+        post = vae.encode(x).latent_dist
+        z = post.sample()
+        rec = vae.decode(z).sample
+        l1 = (rec - x).abs().mean()
+        mse = ((rec - x) ** 2).mean()
+        kl = post.kl().mean() / z[0].numel()
+        loss = l1 + mse + 1e-5 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        psnr = 10 * np.log10(4.0 / max(mse.item(), 1e-10))
+        prog.update(step, l1=l1.item(), psnr=psnr, kl=kl.item())
+        if step % args.ckpt_every == 0 or step == args.steps:
+            common.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step},
+                       ckpt_path.with_suffix(".tmp"))
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+            common.log(f"step {step} l1 {l1.item():.4f} psnr {psnr:.2f} kl {kl.item():.3f}", logf)
+    export(vae)
+
+
+def export(vae) -> None:
+    """Save the VAE in diffusers format with a scaling factor that gives latents unit variance."""
+    import torch
+
+    vae.eval()
+    rng = np.random.default_rng(123)
+    with torch.no_grad():
+        imgs = np.stack([scenes.render(scenes.random_scene(rng, held_out=None)) for _ in range(32)])
+        z = vae.encode(to_tensor(imgs)).latent_dist.mean
+    std = float(z.std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    out = common.MODEL_DIR / "vae"
+    vae.save_pretrained(out, safe_serialization=True)
+    common.log(f"exported VAE to {out} (latent std {std:.4f}, scaling_factor {1 / std:.4f})",
+               common.CACHE_DIR / "vae.log")
+    (common.CACHE_DIR / "vae_done.json").write_text(json.dumps({"scaling_factor": 1 / std}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import numpy as np
+
+from desktop_app.training import scenes
+
+
+def test_render_uses_palette_and_shapes_do_not_touch():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        scene = scenes.random_scene(rng)
+        img = scenes.render(scene)
+        assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+        assert tuple(img[0, 0]) == scenes.BACKGROUNDS[scene.background]
+        assert len({s.cell for s in scene.shapes}) == len(scene.shapes)
+        for s in scene.shapes:
+            assert s.color != scene.background
+            cx, cy = scenes.cell_center(s.cell)
+            assert tuple(img[int(cy), int(cx)]) == scenes.COLORS[s.color]
+
+
+def test_training_scenes_never_contain_held_out_objects():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        scene = scenes.random_scene(rng, held_out=False)
+        assert not any(scenes.is_held_out(*s.key()) for s in scene.shapes)
+    held = [scenes.random_scene(rng, held_out=True) for _ in range(50)]
+    assert all(scenes.is_held_out(*s.shapes[0].key()) for s in held)
+
+
+def test_captions_mention_every_attribute_when_nothing_is_dropped():
+    rng = np.random.default_rng(3)
+    scene = scenes.random_scene(rng, n_objects=2)
+    text = scenes.caption(scene, rng, drop_rate=0.0)
+    for s in scene.shapes:
+        assert s.color in text and s.shape in text
+    assert scene.background in text
