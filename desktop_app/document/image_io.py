@@ -1,0 +1,195 @@
+"""Reading pictures and masks from disk into the arrays a JobRequest holds, and writing PNGs.
+
+numpy and Pillow only. Every failure is a RequestError whose one-line message names the file, so
+the CLI and the GUI can show it as it is. A fix-up made silently would surprise a user, so each one
+(flattened transparency, a resized mask, a 16-bit image reduced to 8 bits, ...) is reported
+through the optional ``warn`` callback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from desktop_app.document.job import RequestError
+
+Warn = Callable[[str], None] | None
+
+# Modes whose samples are 16 (or more) bits per pixel and a single channel.
+_WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _say(warn: Warn, message: str) -> None:
+    if warn is not None:
+        warn(message)
+
+
+def _open(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image, turning every way that can fail into one clear line."""
+    p = Path(path)
+    if not p.exists():
+        raise RequestError(f"{p}: file not found")
+    if p.is_dir():
+        raise RequestError(f"{p}: is a folder, not an image file")
+    try:
+        img = Image.open(p)
+        img.load()  # decode now: a truncated file fails here, not later inside the engine
+    except UnidentifiedImageError:
+        raise RequestError(f"{p}: not an image, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError:
+        raise RequestError(f"{p}: image is too large to open safely") from None
+    except PermissionError:
+        raise RequestError(f"{p}: permission denied") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RequestError(f"{p}: cannot read the image ({exc})") from None
+    return img
+
+
+def _first_frame(img: Image.Image, p: Path, warn: Warn) -> Image.Image:
+    if getattr(img, "n_frames", 1) > 1:
+        _say(warn, f"{p}: has {img.n_frames} frames; using the first")
+        img.seek(0)
+    return img
+
+
+def _orient(img: Image.Image, p: Path) -> Image.Image:
+    """Apply the EXIF orientation so the picture is the way the user sees it in any viewer."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):
+        return img  # broken EXIF: the pixels are still fine as stored
+
+
+def _wide_gray_to_unit(img: Image.Image) -> np.ndarray:
+    """16-bit (and 32-bit integer) grey to float in [0, 1]. Pillow's own convert('L') clips
+    every value above 255 to white, which turns a normal 16-bit picture into a white sheet."""
+    a = np.asarray(img).astype(np.float64)
+    return np.clip(a / 65535.0, 0.0, 1.0)
+
+
+def _float_to_unit(img: Image.Image) -> np.ndarray:
+    a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    # Float images come either normalised or on the 8-bit scale; take the one that fits the data.
+    return np.clip(a if a.max(initial=0.0) <= 1.0 else a / 255.0, 0.0, 1.0)
+
+
+def _to_u8(unit: np.ndarray) -> np.ndarray:
+    return np.round(unit * 255.0).astype(np.uint8)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    keyed = img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    return img.mode in _ALPHA_MODES or keyed
+
+
+def load_image(path: str | os.PathLike[str], warn: Warn = None) -> np.ndarray:
+    """Read any picture Pillow can decode as H x W x 3 uint8 RGB, upright per its EXIF.
+
+    Transparent pixels are flattened onto white (what a viewer shows and what a user expects to
+    be repainted around), with a warning, because diffusion models have no alpha channel.
+    """
+    p = Path(path)
+    img = _orient(_first_frame(_open(p), p, warn), p)
+    if img.mode in _WIDE_GRAY:
+        _say(warn, f"{p}: 16-bit image reduced to 8 bits")
+        g = _to_u8(_wide_gray_to_unit(img))
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if img.mode == "F":
+        g = _to_u8(_float_to_unit(img))
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if _has_alpha(img):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[:, :, 3:4] / 255.0
+        if np.any(alpha < 1.0):
+            _say(warn, f"{p}: transparent areas were flattened onto white")
+        rgb = rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.round(rgb).astype(np.uint8)
+    # CMYK, YCbCr, LAB, HSV, 1, L, P: Pillow's conversions are the expected ones.
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def _alpha_only(rgba: np.ndarray) -> bool:
+    """True when the colour carries no information: a single flat colour with varying alpha."""
+    rgb = rgba[:, :, :3]
+    return bool(np.all(rgb == rgb[0, 0]))
+
+
+def _mask_values(img: Image.Image) -> np.ndarray:
+    """The mask of a decoded image as float in [0, 1] at its own size (1 = repaint)."""
+    if img.mode in _WIDE_GRAY:
+        return _wide_gray_to_unit(img)
+    if img.mode == "F":
+        return _float_to_unit(img)
+    if _has_alpha(img):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
+        if _alpha_only(rgba):
+            return rgba[:, :, 3]  # e.g. strokes painted on a transparent layer in one colour
+        # Colour and alpha both vary: transparent counts as "keep", so lum is taken over black.
+        lum = rgba[:, :, :3] @ np.array([0.299, 0.587, 0.114])
+        return lum * rgba[:, :, 3]
+    return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+
+
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear (antialiased when shrinking): keeps soft edges soft and values inside [0, 1]."""
+    src = Image.fromarray(np.asarray(mask, dtype=np.float32))
+    out = np.asarray(src.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None,
+              warn: Warn = None) -> np.ndarray:
+    """Read a mask as H x W float32 in [0, 1], where white (or opaque) means "repaint".
+
+    The value is the luminance; an image whose colour is one flat colour uses its alpha instead,
+    and an image with both uses luminance times alpha. ``size`` is (width, height): a mask of
+    another size is resized bilinearly to it, with a warning.
+    """
+    p = Path(path)
+    img = _orient(_first_frame(_open(p), p, warn), p)
+    mask = np.asarray(_mask_values(img), dtype=np.float32)
+    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
+        _say(warn, f"{p}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                   f"resized to {size[0]}x{size[1]}")
+        mask = resize_mask(mask, size[0], size[1])
+    return np.ascontiguousarray(mask)
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Lanczos resize of an H x W x 3 uint8 picture (sharp, and the usual choice for photos)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    src = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    return np.asarray(src.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def save_png(path: str | os.PathLike[str], image: np.ndarray,
+             pnginfo: PngImagePlugin.PngInfo | None = None) -> Path:
+    """Write an RGB uint8 PNG with optional metadata chunks, atomically: a temp file in the same
+    folder is renamed over the target, so a crash or a full disk never leaves a half-written picture."""
+    p = Path(path)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got {arr.dtype} {arr.shape}")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise RequestError(f"{p}: folder {folder} does not exist")
+    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would stick to the final file).
+    tmp = folder / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            png = Image.fromarray(np.ascontiguousarray(arr))
+            png.save(fh, format="PNG", pnginfo=pnginfo)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p

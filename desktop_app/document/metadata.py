@@ -1,0 +1,409 @@
+"""Generation metadata inside the PNGs we write, and reading it back.
+
+Three PNG chunks carry it:
+
+* ``parameters`` (tEXt/iTXt): the AUTOMATIC1111 text that other tools (sd-parsers, image
+  browsers, civitai-style readers) understand: the prompt, a ``Negative prompt:`` line, then
+  ``Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 1, Size: 512x512, Model: name`` and
+  ``Denoising strength`` for image-to-image and inpaint.
+* ``diffusion-canvas`` (tEXt/zTXt): JSON with every field of the JobRequest, so the app can restore
+  the job exactly. Arrays are not inlined: they are referenced by name ({"blob": "mask", ...}).
+* ``dcAr`` (a private ancillary chunk, one per array): ``name NUL payload``. Arrays live there and
+  not in text chunks because Pillow refuses to open a PNG whose text chunk decompresses to more
+  than 1 MB, and an embedded 768 px init image alone is bigger than that; every reader that does
+  not know ``dcAr`` skips it, as the PNG spec requires.
+
+The init image and every mask are always embedded (that is the documented choice: a result can be
+regenerated from the file alone). 8-bit-exact masks are stored as greyscale PNG (a hard mask is a
+few hundred bytes); any other float mask as zlib-compressed float32, so reading gives back exactly
+the array that was written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from desktop_app.document.image_io import save_png
+from desktop_app.document.job import (
+    SAMPLER_LABELS,
+    JobKind,
+    JobRequest,
+    JobResult,
+    Region,
+    RequestError,
+)
+
+PARAMETERS_KEY = "parameters"
+JSON_KEY = "diffusion-canvas"
+BLOB_CHUNK = b"dcAr"
+FORMAT_VERSION = 1
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_INFLATE = 512 * 1024 * 1024  # refuse zip bombs in text chunks
+_ARRAY_FIELDS = ("init_image", "mask", "regions")
+_LABEL_TO_SAMPLER = {label.lower(): key for key, label in SAMPLER_LABELS.items()}
+
+Warn = Callable[[str], None] | None
+
+
+# ----------------------------------------------------------------------------- A1111 text
+
+
+def _quote(value: str) -> str:
+    """A1111 quotes a value (as JSON) only when it would break the comma-separated line."""
+    if any(c in value for c in ',:\n"'):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def a1111_parameters(request: JobRequest, model_name: str = "") -> str:
+    """The ``parameters`` text in the AUTOMATIC1111 layout."""
+    sampler = SAMPLER_LABELS.get(request.sampler, request.sampler)
+    fields = [
+        ("Steps", str(request.steps)),
+        ("Sampler", sampler),
+        ("CFG scale", repr(float(request.cfg_scale))),
+        ("Seed", str(request.seed)),
+        ("Size", f"{request.width}x{request.height}"),
+    ]
+    model = model_name or request.model
+    if model:
+        fields.append(("Model", model))
+    if request.kind is not JobKind.TEXT_TO_IMAGE:
+        fields.append(("Denoising strength", repr(float(request.strength))))
+    if request.regions:
+        fields.append(("Paint-with-words regions", str(len(request.regions))))
+    lines = [request.prompt]
+    if request.negative_prompt:
+        lines.append(f"Negative prompt: {request.negative_prompt}")
+    lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields))
+    return "\n".join(lines)
+
+
+_PARAM = re.compile(r'\s*([A-Za-z][\w \-/+.()]*):\s*("(?:[^"\\]|\\.)*"|[^,]*)(?:,|$)')
+
+
+def _parse_param_line(line: str) -> dict[str, str] | None:
+    """Key/value pairs of a settings line, or None when the line is not one (e.g. prompt text)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(line):
+        m = _PARAM.match(line, pos)
+        if m is None or m.end() == pos:
+            return None
+        value = m.group(2).strip()
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = value.strip('"')
+        out[m.group(1).strip()] = value
+        pos = m.end()
+    return out if len(out) >= 3 else None
+
+
+def parse_a1111(text: str) -> tuple[str, str, dict[str, str]]:
+    """Split A1111 ``parameters`` text into (prompt, negative prompt, settings)."""
+    lines = text.split("\n")
+    settings = _parse_param_line(lines[-1]) if lines else None
+    if settings is not None:
+        lines = lines[:-1]
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in lines:
+        if not in_negative and line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].lstrip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    return "\n".join(prompt_lines), "\n".join(negative_lines), settings or {}
+
+
+def _number(settings: dict[str, str], key: str, cast: Callable[[str], Any], default: Any) -> Any:
+    if key not in settings:
+        return default
+    try:
+        return cast(settings[key])
+    except ValueError:
+        raise RequestError(f"metadata: {key} {settings[key]!r} is not a number") from None
+
+
+def request_from_a1111(text: str) -> JobRequest:
+    """Best-effort JobRequest from another tool's ``parameters``. It is always text-to-image: the
+    text has no init image or mask; unknown settings are kept in ``extras["parameters"]``."""
+    prompt, negative, s = parse_a1111(text)
+    width, height = 512, 512
+    if "Size" in s:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", s["Size"])
+        if m is None:
+            raise RequestError(f"metadata: Size {s['Size']!r} is not WIDTHxHEIGHT")
+        width, height = int(m.group(1)), int(m.group(2))
+    sampler = _LABEL_TO_SAMPLER.get(s.get("Sampler", "").lower(), "euler")
+    known = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Denoising strength"}
+    return JobRequest(
+        kind=JobKind.TEXT_TO_IMAGE, prompt=prompt, negative_prompt=negative,
+        steps=_number(s, "Steps", int, 20), sampler=sampler,
+        cfg_scale=_number(s, "CFG scale", float, 7.5), seed=_number(s, "Seed", int, 0),
+        width=width, height=height, strength=_number(s, "Denoising strength", float, 0.75),
+        model=s.get("Model", ""),
+        extras={"parameters": {k: v for k, v in s.items() if k not in known}},
+    )
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    as_u8 = np.round(mask * 255.0).clip(0, 255).astype(np.uint8)
+    if np.array_equal(as_u8.astype(np.float32) / np.float32(255.0), mask):
+        return {"encoding": "png"}, _png_bytes(as_u8)
+    data = np.ascontiguousarray(mask, dtype="<f4").tobytes()
+    return {"encoding": "f32-zlib", "shape": list(mask.shape)}, zlib.compress(data, 6)
+
+
+def _decode_png(payload: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(payload)) as img:
+            img.load()
+            return np.asarray(img)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise RequestError(f"metadata: array {name!r} is damaged ({exc})") from None
+
+
+def _decode_mask(ref: dict[str, Any], payload: bytes, name: str) -> np.ndarray:
+    if ref.get("encoding") == "png":
+        return _decode_png(payload, name).astype(np.float32) / np.float32(255.0)
+    if ref.get("encoding") == "f32-zlib":
+        try:
+            shape = tuple(int(n) for n in ref["shape"])
+            return np.frombuffer(zlib.decompress(payload), dtype="<f4").reshape(shape).copy()
+        except (KeyError, TypeError, ValueError, zlib.error) as exc:
+            raise RequestError(f"metadata: mask {name!r} is damaged ({exc})") from None
+    raise RequestError(f"metadata: mask {name!r} has unknown encoding {ref.get('encoding')!r}")
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _scalar_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(JobRequest) if f.name not in _ARRAY_FIELDS]
+
+
+def request_payload(request: JobRequest, result: JobResult | None = None
+                    ) -> tuple[str, dict[str, bytes]]:
+    """The JSON text and the named binary arrays that together describe ``request`` exactly."""
+    doc: dict[str, Any] = {"format": JSON_KEY, "version": FORMAT_VERSION}
+    for f in _scalar_fields():
+        value = getattr(request, f.name)
+        doc[f.name] = value.value if isinstance(value, JobKind) else value
+    blobs: dict[str, bytes] = {}
+    doc["init_image"] = None
+    if request.init_image is not None:
+        blobs["init_image"] = _png_bytes(request.init_image)
+        doc["init_image"] = {"blob": "init_image", "encoding": "png"}
+    doc["mask"] = None
+    if request.mask is not None:
+        ref, blobs["mask"] = _encode_mask(request.mask)
+        doc["mask"] = {"blob": "mask", **ref}
+    doc["regions"] = []
+    for i, region in enumerate(request.regions):
+        name = f"region_{i}"
+        ref, blobs[name] = _encode_mask(region.mask)
+        doc["regions"].append({"words": region.words, "strength": region.strength,
+                               "name": region.name, "mask": {"blob": name, **ref}})
+    if result is not None:
+        doc["result"] = {"model_name": result.model_name, "elapsed": result.elapsed,
+                         "warnings": list(result.warnings),
+                         "region_adherence": list(result.region_adherence)}
+    # default=str: an extras value JSON cannot hold is kept as its text rather than failing a save
+    return json.dumps(doc, ensure_ascii=False, default=str), blobs
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Check a stored field against the type of its default, so a hand-edited file fails here
+    with the field's name instead of deep inside the engine."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str | JobKind):
+        ok = isinstance(value, str)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise RequestError(f"metadata: field {name!r} has a bad value {value!r}")
+    return value
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return ""
+
+
+def _blob(blobs: dict[str, bytes], ref: dict[str, Any]) -> tuple[str, bytes]:
+    name = str(ref.get("blob", ""))
+    if name not in blobs:
+        raise RequestError(f"metadata: array {name!r} is missing from the file")
+    return name, blobs[name]
+
+
+def request_from_payload(text: str, blobs: dict[str, bytes]) -> JobRequest:
+    """Rebuild the exact JobRequest written by request_payload."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"metadata: the {JSON_KEY} JSON is damaged ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != JSON_KEY:
+        raise RequestError(f"metadata: the {JSON_KEY} chunk is not ours")
+    if int(doc.get("version", 0)) > FORMAT_VERSION:
+        raise RequestError(f"metadata: written by a newer version (format {doc['version']})")
+    values: dict[str, Any] = {}
+    for f in _scalar_fields():
+        if f.name in doc:
+            values[f.name] = _coerce(f.name, doc[f.name], _field_default(f))
+    try:
+        values["kind"] = JobKind(values.get("kind", JobKind.TEXT_TO_IMAGE))
+    except ValueError:
+        raise RequestError(f"metadata: unknown job kind {values['kind']!r}") from None
+    if doc.get("init_image"):
+        name, payload = _blob(blobs, doc["init_image"])
+        image = _decode_png(payload, name)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise RequestError("metadata: the init image is not RGB")
+        values["init_image"] = image
+    if doc.get("mask"):
+        values["mask"] = _decode_mask(doc["mask"], _blob(blobs, doc["mask"])[1], "mask")
+    regions = []
+    for i, r in enumerate(doc.get("regions") or []):
+        name, payload = _blob(blobs, r.get("mask", {}))
+        mask = _decode_mask(r["mask"], payload, name)
+        regions.append(Region(words=str(r.get("words", "")), mask=mask,
+                              strength=float(r.get("strength", 1.0)),
+                              name=str(r.get("name", f"region {i + 1}"))))
+    values["regions"] = tuple(regions)
+    return JobRequest(**values)
+
+
+# ----------------------------------------------------------------------------- PNG chunks
+
+
+def png_chunks(request: JobRequest, model_name: str = "",
+               result: JobResult | None = None) -> PngImagePlugin.PngInfo:
+    """A PngInfo for Pillow's ``save(..., pnginfo=...)`` holding all our metadata."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, a1111_parameters(request, model_name))
+    text, blobs = request_payload(request, result)
+    info.add_text(JSON_KEY, text, zip=len(text) > 1024)
+    for name, payload in blobs.items():
+        info.add(BLOB_CHUNK, name.encode("ascii") + b"\0" + payload, after_idat=True)
+    return info
+
+
+def _inflate(data: bytes) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, _MAX_INFLATE)
+    if d.unconsumed_tail:
+        raise RequestError("metadata: a text chunk is implausibly large")
+    return out
+
+
+def _text_chunk(ctype: bytes, data: bytes) -> tuple[str, str] | None:
+    key, _, rest = data.partition(b"\0")
+    if ctype == b"tEXt":
+        return key.decode("latin-1"), rest.decode("latin-1")
+    if ctype == b"zTXt":
+        return key.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+    # iTXt: compression flag, method, language NUL, translated keyword NUL, text
+    flag = rest[:1]
+    _, _, rest = rest[2:].partition(b"\0")
+    _, _, text = rest.partition(b"\0")
+    return key.decode("latin-1"), (_inflate(text) if flag == b"\1" else text).decode("utf-8")
+
+
+def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Text chunks and our named arrays of a PNG. We walk the chunks ourselves because Pillow
+    caps text chunks at 1 MB and does not expose unknown chunks."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise RequestError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise RequestError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if not data.startswith(_PNG_SIGNATURE):
+        raise RequestError(f"{p}: not a PNG file")
+    texts: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        crc = data[pos + 8 + length:pos + 12 + length]
+        if len(body) < length or len(crc) < 4:
+            break  # truncated file: keep whatever was read before the cut
+        pos += 12 + length
+        if struct.unpack(">I", crc)[0] != zlib.crc32(ctype + body):
+            continue  # a damaged chunk must not poison the others
+        try:
+            if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+                key, value = _text_chunk(ctype, body)
+                texts.setdefault(key, value)
+            elif ctype == BLOB_CHUNK:
+                name, _, payload = body.partition(b"\0")
+                blobs[name.decode("ascii", "replace")] = payload
+        except (UnicodeDecodeError, zlib.error):
+            continue
+        if ctype == b"IEND":
+            break
+    return texts, blobs
+
+
+def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest:
+    """The JobRequest stored in a PNG: exactly, when we wrote it; best effort from an A1111
+    ``parameters`` text otherwise. Raises RequestError when there is neither."""
+    p = Path(path)
+    texts, blobs = read_png_metadata(p)
+    if JSON_KEY in texts:
+        try:
+            return request_from_payload(texts[JSON_KEY], blobs)
+        except RequestError as exc:
+            if PARAMETERS_KEY not in texts:
+                raise RequestError(f"{p}: {exc}") from None
+            if warn is not None:
+                warn(f"{p}: {exc}; using the plain-text parameters instead")
+    if PARAMETERS_KEY in texts:
+        try:
+            return request_from_a1111(texts[PARAMETERS_KEY])
+        except RequestError as exc:
+            raise RequestError(f"{p}: {exc}") from None
+    raise RequestError(f"{p}: has no generation parameters")
+
+
+
+def save_png_with_metadata(path: str | os.PathLike[str], image: np.ndarray, request: JobRequest,
+                           model_name: str = "", result: JobResult | None = None) -> Path:
+    """Write ``image`` atomically with the A1111 text, our JSON and the arrays."""
+    return save_png(path, image, pnginfo=png_chunks(request, model_name, result))

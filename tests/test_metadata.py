@@ -1,0 +1,186 @@
+"""The metadata we write into PNGs: readable by A1111-style tools, and exact for our own app."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop_app.document.image_io import load_image, save_png
+from desktop_app.document.job import JobKind, JobRequest, JobResult, Region, RequestError
+from desktop_app.document.metadata import (
+    JSON_KEY,
+    PARAMETERS_KEY,
+    a1111_parameters,
+    parse_a1111,
+    read_metadata,
+    read_png_metadata,
+    save_png_with_metadata,
+)
+
+
+def _assert_same_request(a: JobRequest, b: JobRequest) -> None:
+    for name in ("kind", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler",
+                 "width", "height", "strength", "mask_grow", "mask_feather",
+                 "inpaint_only_masked", "inpaint_padding", "pww_scale", "pww_mode", "model",
+                 "extras"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("init_image", "mask"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.dtype == y.dtype and x.shape == y.shape
+            np.testing.assert_array_equal(x, y)
+    assert len(a.regions) == len(b.regions)
+    for ra, rb in zip(a.regions, b.regions, strict=True):
+        assert (ra.words, ra.strength, ra.name) == (rb.words, rb.strength, rb.name)
+        assert ra.mask.dtype == rb.mask.dtype == np.float32
+        np.testing.assert_array_equal(ra.mask, rb.mask)
+
+
+def _inpaint_request(size: int = 64) -> JobRequest:
+    rng = np.random.default_rng(3)
+    hard = np.zeros((size, size), np.float32)
+    hard[8:40, 16:48] = 1.0
+    soft = rng.random((size, size), dtype=np.float32)  # not 8-bit exact: stored as float32
+    eighths = (np.arange(size * size, dtype=np.float32).reshape(size, size) % 9) / 8
+    return JobRequest(
+        kind=JobKind.INPAINT, prompt="a red fox, sitting: on snow\nsecond line",
+        negative_prompt="blurry, low quality", seed=123456789, steps=7, cfg_scale=6.25,
+        sampler="euler_a", width=size, height=size, strength=0.6,
+        init_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), mask=soft,
+        mask_grow=-3, mask_feather=2.5, inpaint_only_masked=True, inpaint_padding=16,
+        regions=(Region("red fox", hard, 1.5, "fox"), Region("snow", eighths, 0.5, "ground")),
+        pww_scale=0.2, pww_mode="std", model="tiny-sd, v2", extras={"note": "ünïcode ✓"},
+    )
+
+
+def test_round_trip_through_a_png_is_exact(tmp_path):
+    req = _inpaint_request()
+    image = np.zeros((64, 64, 3), np.uint8)
+    result = JobResult(job_id=1, request=req, image=image, elapsed=1.5, model_name="tiny",
+                       warnings=("w1",), region_adherence=(0.7, 0.4))
+    path = save_png_with_metadata(tmp_path / "out.png", image, req, "tiny", result)
+    _assert_same_request(read_metadata(path), req)
+    # The pixels are untouched by the metadata, and Pillow still opens the file normally.
+    np.testing.assert_array_equal(load_image(path), image)
+    with Image.open(path) as img:
+        assert img.info[PARAMETERS_KEY].startswith("a red fox")
+        assert json.loads(img.info[JSON_KEY])["result"]["region_adherence"] == [0.7, 0.4]
+
+
+def test_text_to_image_round_trip(tmp_path):
+    req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="", seed=0, width=64, height=32)
+    path = save_png_with_metadata(tmp_path / "t.png", np.zeros((32, 64, 3), np.uint8), req)
+    got = read_metadata(path)
+    _assert_same_request(got, req)
+    assert got.init_image is None and got.mask is None and got.regions == ()
+
+
+def test_big_init_image_still_opens_in_pillow(tmp_path):
+    # Pillow refuses text chunks over 1 MB; arrays live in their own chunk so this stays readable.
+    rng = np.random.default_rng(0)
+    init = rng.integers(0, 256, (768, 768, 3), dtype=np.uint8)
+    req = JobRequest(kind=JobKind.IMAGE_TO_IMAGE, prompt="noise", width=768, height=768,
+                     init_image=init)
+    path = save_png_with_metadata(tmp_path / "big.png", init, req)
+    with Image.open(path) as img:
+        img.load()
+        assert PARAMETERS_KEY in img.info and JSON_KEY in img.info
+    np.testing.assert_array_equal(read_metadata(path).init_image, init)
+
+
+A1111_LINE = re.compile(r"^Steps: (\d+), Sampler: ([^,]+), CFG scale: ([\d.]+), Seed: (\d+), "
+                        r"Size: (\d+)x(\d+)")
+
+
+def test_a1111_text_has_the_layout_other_tools_parse():
+    req = JobRequest(kind=JobKind.IMAGE_TO_IMAGE, prompt="a cat", negative_prompt="dog",
+                     seed=42, steps=20, cfg_scale=7.5, sampler="euler_a", width=512, height=256,
+                     strength=0.75, init_image=np.zeros((256, 512, 3), np.uint8))
+    text = a1111_parameters(req, model_name="builtin")
+    lines = text.split("\n")
+    assert lines[0] == "a cat"
+    assert lines[1] == "Negative prompt: dog"
+    m = A1111_LINE.match(lines[2])
+    assert m is not None, lines[2]
+    assert m.groups() == ("20", "Euler a", "7.5", "42", "512", "256")
+    assert lines[2].endswith("Model: builtin, Denoising strength: 0.75")
+
+
+def test_text_to_image_has_no_denoising_strength_or_negative_line():
+    text = a1111_parameters(JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="p"))
+    assert "Denoising strength" not in text and "Negative prompt" not in text
+    assert text.split("\n")[0] == "p"
+
+
+def test_values_with_commas_are_quoted_and_parse_back():
+    req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="line one\nline two",
+                     negative_prompt="a, b\nc", model='my, "odd": model')
+    prompt, negative, settings = parse_a1111(a1111_parameters(req))
+    assert prompt == "line one\nline two"
+    assert negative == "a, b\nc"
+    assert settings["Model"] == 'my, "odd": model'
+    assert settings["Sampler"] == "Euler" and settings["CFG scale"] == "7.5"
+
+
+def test_reads_a_png_written_by_another_tool(tmp_path):
+    from PIL import PngImagePlugin
+
+    text = ("masterpiece, 1girl\nNegative prompt: lowres, bad hands\n"
+            "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 99, "
+            "Size: 512x768, Model hash: abc123, Model: anything-v5, Clip skip: 2")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    save_png(tmp_path / "a1111.png", np.zeros((8, 8, 3), np.uint8), pnginfo=info)
+    req = read_metadata(tmp_path / "a1111.png")
+    assert req.kind is JobKind.TEXT_TO_IMAGE
+    assert (req.prompt, req.negative_prompt) == ("masterpiece, 1girl", "lowres, bad hands")
+    assert (req.steps, req.sampler, req.cfg_scale, req.seed) == (28, "dpmpp_2m", 7.0, 99)
+    assert (req.width, req.height, req.model) == (512, 768, "anything-v5")
+    assert req.extras["parameters"] == {"Schedule type": "Karras", "Model hash": "abc123",
+                                        "Clip skip": "2"}
+
+
+def test_png_without_metadata_is_a_clear_error(tmp_path):
+    save_png(tmp_path / "plain.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(RequestError, match="plain.png.*no generation parameters"):
+        read_metadata(tmp_path / "plain.png")
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff not a png")
+    with pytest.raises(RequestError, match="not a PNG"):
+        read_metadata(tmp_path / "x.jpg")
+    with pytest.raises(RequestError, match="not found"):
+        read_metadata(tmp_path / "missing.png")
+
+
+def test_damaged_json_falls_back_to_parameters_with_a_warning(tmp_path):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 5, Sampler: Euler, CFG scale: 3, Seed: 1, "
+                                "Size: 64x64")
+    info.add_text(JSON_KEY, '{"format": "diffusion-canvas", "steps": "many"}')
+    save_png(tmp_path / "d.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    messages: list[str] = []
+    req = read_metadata(tmp_path / "d.png", warn=messages.append)
+    assert req.prompt == "a cat" and req.steps == 5
+    assert len(messages) == 1 and "steps" in messages[0]
+
+
+def test_missing_arrays_fall_back_to_parameters_with_a_warning(tmp_path):
+    req = _inpaint_request(16)
+    path = save_png_with_metadata(tmp_path / "m.png", np.zeros((16, 16, 3), np.uint8), req)
+    data = path.read_bytes()
+    texts, blobs = read_png_metadata(path)
+    assert set(blobs) == {"init_image", "mask", "region_0", "region_1"}
+    # Cut the file right after the text chunks: the array chunks (after the pixels) are gone.
+    cut = data.index(b"IDAT") - 4
+    (tmp_path / "cut.png").write_bytes(data[:cut])
+    messages: list[str] = []
+    fallback = read_metadata(tmp_path / "cut.png", warn=messages.append)
+    assert len(messages) == 1 and "missing" in messages[0]
+    assert fallback.prompt == req.prompt and fallback.init_image is None
+    assert texts[JSON_KEY]
