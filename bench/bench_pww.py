@@ -1,0 +1,109 @@
+"""Paint-with-words overhead: the same UNet steps (CFG batch of 2) with and without regions.
+
+Rounds alternate between the variants so a busy machine slows both alike; the medians and
+their ratio are printed side by side (goal: regions cost at most ~10% per step).
+
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_pww.py
+    ... bench/bench_pww.py --latent 32 --rounds 7 --builtin   # also models/builtin, if present
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from desktop_app.document.job import Region  # noqa: E402
+from desktop_app.engine.pww import PaintWithWords  # noqa: E402
+
+PROMPT = "a red circle on the left and a blue square on the right, grass below"
+
+
+def tiny_unet(in_channels: int = 4):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32,
+        in_channels=in_channels, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32).eval()
+
+
+def regions(size: int) -> tuple[Region, ...]:
+    left = np.zeros((size, size), np.float32)
+    left[:, : size // 2] = 1
+    return (Region("red circle", left, 1.0), Region("blue square", 1 - left, 1.0),
+            Region("grass", np.pad(np.ones((size // 4, size), np.float32),
+                                   ((size - size // 4, 0), (0, 0))), 0.5))
+
+
+def time_steps(unet, tokenizers, latent: int, steps: int, with_regions: bool,
+               collect: bool) -> float:
+    cfg = unet.config
+    x = torch.randn(2, cfg.in_channels, latent, latent)
+    e = torch.randn(2, tokenizers[0].model_max_length, cfg.cross_attention_dim)
+    regs = regions(latent * 8) if with_regions else ()
+    pww = PaintWithWords(unet, tokenizers, PROMPT, regs, (latent, latent),
+                         collect_attention=collect)
+    with torch.no_grad(), pww:
+        start = time.perf_counter()
+        for i in range(steps):
+            pww.set_sigma(14.6 * (1 - i / steps))
+            unet(x, 999 - i, e)
+            if collect:
+                pww.attention_maps()
+        return (time.perf_counter() - start) / steps
+
+
+def compare(label: str, unet, tokenizers, latent: int, steps: int, rounds: int) -> None:
+    time_steps(unet, tokenizers, latent, 1, True, True)  # warm-up
+    times: dict[str, list[float]] = {"plain": [], "regions": [], "regions+maps": []}
+    for _ in range(rounds):
+        times["plain"].append(time_steps(unet, tokenizers, latent, steps, False, False))
+        times["regions"].append(time_steps(unet, tokenizers, latent, steps, True, False))
+        times["regions+maps"].append(time_steps(unet, tokenizers, latent, steps, True, True))
+    base = statistics.median(times["plain"])
+    print(f"{label}, latent {latent}x{latent}, CFG batch 2, {steps} steps x {rounds} rounds")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"  {name:14s} {med * 1000:8.1f} ms/step   x{med / base:.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latent", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--builtin", action="store_true", help="also time models/builtin")
+    args = ap.parse_args(argv)
+    from transformers import AutoTokenizer
+
+    clip = AutoTokenizer.from_pretrained(ROOT / "tests" / "fixtures" / "clip_tokenizer")
+    compare("tiny UNet (32, 64)", tiny_unet(), [clip], args.latent, args.steps, args.rounds)
+    builtin = ROOT / "models" / "builtin"
+    if args.builtin and (builtin / "unet").is_dir():
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(builtin / "unet").eval()
+        tok = AutoTokenizer.from_pretrained(builtin / "tokenizer")
+        compare("built-in model", unet, [tok], 32, args.steps, args.rounds)
+    elif args.builtin:
+        print("models/builtin is not there yet; skipped")
+
+
+if __name__ == "__main__":
+    main()

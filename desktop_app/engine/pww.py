@@ -1,0 +1,295 @@
+"""eDiff-I paint-with-words: regions of the image bound to words of the prompt.
+
+In every cross-attention layer, for the conditional half of the batch only, the attention
+scores (scaled, QKᵀ/√d, as SDPA sees them) get a bias at (pixel inside the region, token of
+the region's words):
+
+    max:        scale · w · log(1 + σ)  · max(QKᵀ/√d)
+    std:        scale · w · log(1 + σ)  · std(QKᵀ/√d)
+    std_sigma2: scale · w · log(1 + σ²) · std(QKᵀ/√d)
+
+The statistic is one scalar per batch element over the whole score tensor of the call (all
+heads, pixels and tokens). The reference implementation adds the bias to raw QKᵀ and scales
+the sum afterwards, which is the same thing: max and std are proportional to the scale.
+Overlapping regions add. Masks are area-resized to each layer's size.
+
+Words are found in the prompt as whole phrases (case-insensitive, on word boundaries) and mapped
+to token positions through the tokenizer's offset mapping, for each tokenizer (SDXL has two,
+whose states share one token axis); a region owns every token that covers any occurrence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from desktop_app.document.job import PWW_MODES, Region
+from desktop_app.engine.attention_maps import (
+    AttentionCollector,
+    PwwAttnProcessor,
+    infer_hw,
+    level_sizes,
+    resize_mask,
+)
+
+MAP_TARGET = 16 * 16  # attention maps come from the layers nearest to 16x16
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One tokenizer's view of the prompt: character span of each token position of the
+    untruncated encoding (None for special tokens) and how many positions survive truncation."""
+
+    offsets: tuple[tuple[int, int] | None, ...]
+    kept: int
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> TokenInfo:
+    full = tokenizer(prompt, return_offsets_mapping=True, return_special_tokens_mask=True,
+                     truncation=False)
+    offsets = tuple(
+        None if special or a == b else (int(a), int(b))
+        for (a, b), special in zip(full["offset_mapping"], full["special_tokens_mask"],
+                                   strict=True))
+    limit = getattr(tokenizer, "model_max_length", None)
+    kept = len(offsets)
+    if isinstance(limit, int) and 0 < limit < len(offsets):
+        trunc = tokenizer(prompt, return_special_tokens_mask=True, truncation=True,
+                          max_length=limit)["special_tokens_mask"]
+        # Truncation keeps a prefix and closes it with its own end token(s).
+        kept = max((i + 1 for i, special in enumerate(trunc) if not special), default=0)
+    return TokenInfo(offsets, kept)
+
+
+def phrase_spans(prompt: str, words: str) -> list[tuple[int, int]]:
+    """Every occurrence of `words` in the prompt, case-insensitive, whole words only."""
+    parts = words.split()
+    if not parts:
+        return []
+    pattern = r"(?<!\w)" + r"\s+".join(re.escape(p) for p in parts) + r"(?!\w)"
+    return [m.span() for m in re.finditer(pattern, prompt, flags=re.IGNORECASE)]
+
+
+def tokens_covering(info: TokenInfo, spans: list[tuple[int, int]]) -> list[int]:
+    """Token positions whose characters overlap any span (sub-word tokens included)."""
+    return [i for i, off in enumerate(info.offsets)
+            if off is not None and any(off[0] < b and a < off[1] for a, b in spans)]
+
+
+def prompt_words(prompt: str) -> list[tuple[str, tuple[int, int]]]:
+    """The words of the prompt (lower-cased, hyphen/apostrophe compounds kept) with their spans."""
+    return [(m.group(0).lower(), m.span()) for m in _WORD.finditer(prompt)]
+
+
+class PaintWithWords:
+    """Installs paint-with-words on a UNet for one job (a context manager). See module doc."""
+
+    def __init__(self, unet: Any, tokenizers: list, prompt: str, regions: tuple[Region, ...],
+                 latent_hw: tuple[int, int], scale: float = 0.1, mode: str = "max",
+                 collect_attention: bool = False, do_cfg: bool = True) -> None:
+        if mode not in PWW_MODES:
+            raise ValueError(f"unknown paint-with-words mode {mode!r}; choose one of {PWW_MODES}")
+        self.unet = unet
+        self.regions = tuple(regions)
+        self.latent_hw = (int(latent_hw[0]), int(latent_hw[1]))
+        self.scale = float(scale)
+        self.mode = mode
+        self.collect_attention = bool(collect_attention)
+        self.do_cfg = bool(do_cfg)
+        self.warnings: list[str] = []
+        self._sigma = 0.0
+        infos = [encode_prompt(t, prompt) for t in tokenizers if t is not None]
+        self._region_tokens = [self._map_region(i, r, prompt, infos)
+                               for i, r in enumerate(self.regions)]
+        self._word_tokens = self._map_words(prompt, infos[0]) if infos else {}
+        self._names = [n for n in unet.attn_processors if n.endswith("attn2.processor")]
+        self._sizes = level_sizes(self.latent_hw, len(unet.config.block_out_channels))
+        levels = sorted({self._level(n) for n in self._names})
+        self._map_n = self._pick_map_n(levels)
+        self._active = [(r, t) for r, t in zip(self.regions, self._region_tokens, strict=True)
+                        if t and r.strength != 0]
+        self._templates: dict[int, torch.Tensor] = {}
+        self._bias_cache: dict[tuple, torch.Tensor] = {}
+        self._collector = AttentionCollector(self._map_n)
+        self._saved: dict[str, Any] | None = None
+        self._hook: Any = None
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _map_region(self, i: int, region: Region, prompt: str,
+                    infos: list[TokenInfo]) -> list[int]:
+        label = f"region {i + 1}" + (f" ({region.name})" if region.name else "")
+        spans = phrase_spans(prompt, region.words)
+        if not spans:
+            self.warnings.append(f"{label}: words {region.words.strip()!r} are not in the prompt")
+            return []
+        kept: set[int] = set()
+        dropped = False
+        for info in infos:
+            covering = tokens_covering(info, spans)
+            kept.update(p for p in covering if p < info.kept)
+            dropped = dropped or any(p >= info.kept for p in covering)
+        if dropped:
+            limit = max(info.kept for info in infos)
+            where = "partly " if kept else ""
+            self.warnings.append(
+                f"{label}: words {region.words.strip()!r} fall {where}beyond the text encoder's "
+                f"{limit}-token limit and are {where}ignored; move them earlier in the prompt")
+        return sorted(kept)
+
+    @staticmethod
+    def _map_words(prompt: str, info: TokenInfo) -> dict[str, list[int]]:
+        words: dict[str, list[int]] = {}
+        for word, span in prompt_words(prompt):
+            toks = [p for p in tokens_covering(info, [span]) if p < info.kept]
+            if toks:
+                words.setdefault(word, [])
+                words[word].extend(t for t in toks if t not in words[word])
+        return words
+
+    def _level(self, name: str) -> int:
+        parts = name.split(".")
+        n_levels = len(self._sizes)
+        if parts[0] == "down_blocks":
+            return int(parts[1])
+        if parts[0] == "up_blocks":
+            return n_levels - 1 - int(parts[1])
+        return n_levels - 1  # mid block
+
+    def _pick_map_n(self, levels: list[int]) -> int:
+        sizes = [self._sizes[lv] for lv in levels if 0 <= lv < len(self._sizes)] or self._sizes
+        best = min(sizes, key=lambda hw: (abs(math.log(hw[0] * hw[1] / MAP_TARGET)), -hw[0]))
+        return best[0] * best[1]
+
+    def _hw(self, n: int) -> tuple[int, int]:
+        for hw in self._sizes:
+            if hw[0] * hw[1] == n:
+                return hw
+        return infer_hw(n, self.latent_hw)
+
+    def _template(self, n: int) -> torch.Tensor:
+        """(n, tokens) sum over regions of strength · mask(pixel) · [token belongs to region]."""
+        if n not in self._templates:
+            hw = self._hw(n)
+            tokens = max(max(t) for _, t in self._active) + 1
+            tpl = torch.zeros(n, tokens)
+            for region, toks in self._active:
+                m = resize_mask(region.mask, hw).reshape(n, 1) * float(region.strength)
+                tpl[:, toks] += m
+            self._templates[n] = tpl
+        return self._templates[n]
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def __enter__(self) -> PaintWithWords:
+        if not (self.regions or self.collect_attention) or not self._names:
+            return self
+        self._saved = dict(self.unet.attn_processors)
+        procs = dict(self._saved)
+        for name in self._names:
+            procs[name] = PwwAttnProcessor(self, self._saved[name])
+        self.unet.set_attn_processor(procs)  # diffusers empties this dict, not self._saved
+        self._hook = self.unet.register_forward_pre_hook(self._on_unet_call)
+        if self._active:
+            for h, w in self._sizes:
+                self._template(h * w)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self._saved is not None:
+            self.unet.set_attn_processor(dict(self._saved))
+            self._saved = None
+
+    def set_sigma(self, sigma: float) -> None:
+        self._sigma = max(float(sigma), 0.0)
+
+    def attention_maps(self) -> dict[str, np.ndarray]:
+        """word -> h x w float32 in [0, 1] (max-normalised), from the last UNet call."""
+        probs = self._collector.step_mean()
+        if probs is None:
+            return {}
+        hw = self._hw(self._map_n)
+        maps = {}
+        for word, toks in self._word_tokens.items():
+            toks = [t for t in toks if t < probs.shape[1]]
+            if not toks:
+                continue
+            m = probs[:, toks].sum(axis=1).reshape(hw)
+            peak = float(m.max())
+            maps[word] = (m / peak if peak > 0 else np.zeros_like(m)).astype(np.float32)
+        return maps
+
+    def adherence(self) -> list[float]:
+        """Per region: share of its words' attention mass (summed over the run, at the maps'
+        resolution) that lies inside its mask. NaN when it cannot be measured (words absent
+        from the prompt, or nothing ran)."""
+        total = self._collector.run_total()
+        hw = self._hw(self._map_n)
+        out = []
+        for region, toks in zip(self.regions, self._region_tokens, strict=True):
+            toks = [t for t in toks if total is not None and t < total.shape[1]]
+            if not toks:
+                out.append(float("nan"))
+                continue
+            attn = total[:, toks].sum(axis=1).reshape(hw)
+            mass = float(attn.sum())
+            inside = float((attn * resize_mask(region.mask, hw).numpy()).sum())
+            out.append(inside / mass if mass > 0 else float("nan"))
+        return out
+
+    # -- called by the processors -------------------------------------------------------------
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(self._active)
+
+    def _on_unet_call(self, module: Any, args: Any) -> None:
+        self._collector.new_call()
+
+    def cond_start(self, batch: int) -> int:
+        """Index of the first conditional batch element ([uncond, cond] under CFG)."""
+        return batch // 2 if self.do_cfg and batch % 2 == 0 else 0
+
+    def wants_probs(self, n: int) -> bool:
+        return n == self._map_n and (self.collect_attention or bool(self.regions))
+
+    def collect(self, n: int, probs: torch.Tensor) -> None:
+        if n == self._map_n:
+            self._collector.add(probs)
+
+    def bias(self, q: torch.Tensor, k: torch.Tensor, attn_scale: float) -> torch.Tensor:
+        """SDPA float mask (batch, 1, n, tokens): zero on the unconditional half."""
+        batch, n, tokens = q.shape[0], q.shape[-2], k.shape[-2]
+        c0 = self.cond_start(batch)
+        scores = (q[c0:] @ k[c0:].transpose(-1, -2)) * attn_scale
+        flat = scores.detach().flatten(1).float()
+        if self.mode == "max":
+            stat, sig = flat.amax(dim=1), math.log1p(self._sigma)
+        else:
+            sig = math.log1p(self._sigma ** 2 if self.mode == "std_sigma2" else self._sigma)
+            stat = flat.std(dim=1)
+        factor = (self.scale * sig * stat).to(q.dtype).view(-1, 1, 1, 1)
+        cond = factor * self._bias_template(n, tokens, q)
+        if self.wants_probs(n):
+            self.collect(n, (scores + cond).softmax(dim=-1))
+        if c0 == 0:
+            return cond
+        return torch.cat([torch.zeros_like(cond).expand(c0, -1, -1, -1), cond])
+
+    def _bias_template(self, n: int, tokens: int, like: torch.Tensor) -> torch.Tensor:
+        key = (n, tokens, like.dtype, like.device)
+        if key not in self._bias_cache:
+            tpl = self._template(n)[:, :tokens]
+            if tpl.shape[1] < tokens:
+                tpl = torch.nn.functional.pad(tpl, (0, tokens - tpl.shape[1]))
+            self._bias_cache[key] = tpl.to(device=like.device, dtype=like.dtype)[None, None]
+        return self._bias_cache[key]
