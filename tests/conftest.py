@@ -2,8 +2,48 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Before anything imports torch or Qt: no hub access, passive OpenMP threads, headless Qt.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+def _tiny(tmp_path_factory, name: str, builder_name: str):
+    import tiny_models
+
+    return getattr(tiny_models, builder_name)(tmp_path_factory.mktemp(name) / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """A 4-channel SD 1.x-style diffusers folder (64 px)."""
+    return _tiny(tmp_path_factory, "tiny_sd", "build_tiny_sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpaint(tmp_path_factory):
+    """A 9-channel SD inpainting diffusers folder (64 px)."""
+    return _tiny(tmp_path_factory, "tiny_sd_inpaint", "build_tiny_sd_inpaint")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    """An SDXL-layout diffusers folder with two text encoders (64 px)."""
+    return _tiny(tmp_path_factory, "tiny_sdxl", "build_tiny_sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_builtin(tmp_path_factory):
+    """Shaped like models/builtin: 9-channel UNet, BERT text encoder, latent_rgb.json."""
+    return _tiny(tmp_path_factory, "tiny_builtin", "build_tiny_builtin")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_single_file(tmp_path_factory, tiny_sd):
+    """The tiny SD saved as one .safetensors file in the original (LDM) key layout."""
+    import tiny_models
+
+    out = tmp_path_factory.mktemp("tiny_single") / "tiny_sd.safetensors"
+    return tiny_models.save_ldm_single_file(tiny_sd, out)

@@ -1,0 +1,195 @@
+"""Finding, checking and loading a model: a diffusers folder (SD 1.x/2.x, SD inpaint, SDXL, the
+built-in model) or one .safetensors file (SD 1.x / SDXL), always offline.
+
+Every failure becomes an EngineError naming the file and what is wrong with it, before diffusers
+gets a chance to fail with a stack trace or reach for the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import desktop_app
+from desktop_app.document.job import EngineError
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+# Components that hold weights (the rest are tokenizers, schedulers, feature extractors).
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # the diffusers pipeline the weights were loaded into
+    path: Path
+    family: str
+    folder: Path | None  # where latent_rgb.json / taesd may live
+
+
+def builtin_path() -> Path:
+    """models/builtin next to the package, unless DC_MODEL points elsewhere."""
+    env = os.environ.get("DC_MODEL")
+    if env:
+        return Path(env).expanduser()
+    return Path(desktop_app.__file__).resolve().parents[1] / "models" / "builtin"
+
+
+def quiet_libraries() -> None:
+    """Our own errors say what matters; diffusers/transformers info and dtype chatter on every
+    job would bury them in the CLI."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """auto: CUDA in fp16, then Apple MPS, then CPU in fp32."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise EngineError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError("device 'cuda' was asked for but no CUDA GPU is available")
+    if dtype == "auto":
+        return torch.device(device), torch.float16 if device.startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise EngineError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
+    return torch.device(device), DTYPES[dtype]
+
+
+def refuse_pickle(path: Path) -> EngineError:
+    return EngineError(
+        f"{path}: refusing to load a pickled checkpoint ({path.suffix}): unpickling can run "
+        "arbitrary code. Convert it once, in a trusted environment, to .safetensors, e.g. "
+        "python -c \"import torch, safetensors.torch as s; d = torch.load('model.ckpt', "
+        "map_location='cpu', weights_only=True); s.save_file(d.get('state_dict', d), "
+        "'model.safetensors')\" (a diffusers folder: DiffusionPipeline.from_pretrained(folder)"
+        ".save_pretrained(new_folder, safe_serialization=True))")
+
+
+def check_safetensors(path: Path) -> None:
+    """Read the header (cheap) so a truncated or non-safetensors file fails with its name."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error types; the message is what matters
+        raise EngineError(f"{path}: not a valid .safetensors file ({e})") from e
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise EngineError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EngineError(f"{path}: unreadable JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise EngineError(f"{path}: expected a JSON object")
+    return data
+
+
+def check_folder(folder: Path) -> dict:
+    """Validate a diffusers folder; returns its model_index.json."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise EngineError(f"{folder}: not a diffusers model folder (no model_index.json)")
+    index = _read_json(index_path)
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        sub = folder / name
+        if not sub.is_dir():
+            raise EngineError(f"{sub}: component folder missing (model_index.json lists {name})")
+        if name in WEIGHT_COMPONENTS:
+            _check_weights(sub)
+        elif name == "scheduler":
+            _read_json(sub / "scheduler_config.json")
+    return index
+
+
+def _check_weights(sub: Path) -> None:
+    _read_json(sub / "config.json")
+    weights = sorted(sub.glob("*.safetensors"))
+    if not weights:
+        pickles = [p for p in sorted(sub.iterdir()) if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise refuse_pickle(pickles[0])
+        raise EngineError(f"{sub}: no .safetensors weights found")
+    for w in weights:
+        check_safetensors(w)
+
+
+def load_model(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    if not path.exists():
+        raise EngineError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise refuse_pickle(path)
+        if path.suffix.lower() != ".safetensors":
+            raise EngineError(f"{path}: not a model: expected a diffusers folder or a "
+                              ".safetensors file")
+        from desktop_app.engine.single_file import load_single_file
+
+        check_safetensors(path)
+        pipe = load_single_file(path, dtype)
+        folder = None
+    else:
+        pipe = _load_folder(path, dtype)
+        folder = path
+    if getattr(pipe, "unet", None) is None or getattr(pipe, "vae", None) is None:
+        raise EngineError(f"{path}: {type(pipe).__name__} is not a UNet + VAE Stable Diffusion "
+                          "model; this app runs SD 1.x/2.x, SDXL and the built-in model")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    return LoadedModel(pipe=pipe, path=path, family=detect_family(pipe), folder=folder)
+
+
+def _load_folder(folder: Path, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
+
+    index = check_folder(folder)
+    extra: dict[str, Any] = {}
+    if "safety_checker" in index:
+        # Never load the safety checker: 1.2 GB for a filter this offline canvas does not use.
+        extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    try:
+        return DiffusionPipeline.from_pretrained(
+            folder, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
+    except Exception as e:  # diffusers/transformers raise many types; report the file
+        raise EngineError(f"{folder}: could not load the model ({type(e).__name__}: {e})") from e
+
+
+def detect_family(pipe) -> str:
+    text_encoder = getattr(pipe, "text_encoder", None)
+    if text_encoder is not None and getattr(text_encoder.config, "model_type", "") == "bert":
+        return "builtin"
+    unet_cfg = pipe.unet.config
+    if (getattr(pipe, "text_encoder_2", None) is not None
+            or getattr(unet_cfg, "addition_embed_type", None) == "text_time"):
+        return "sdxl"
+    if unet_cfg.cross_attention_dim == 1024:  # OpenCLIP ViT-H text encoder
+        return "sd2"
+    return "sd1"
+
+
+def tokenizers_of(pipe) -> list:
+    return [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None))
+            if t is not None]

@@ -1,0 +1,91 @@
+"""Sampler names (document.job.SAMPLERS) -> diffusers schedulers, and per-step hooks that read
+the predicted x0 and the noise level without changing any number the sampler computes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from desktop_app.document.job import SAMPLERS, RequestError
+
+
+def supports_lcm(scheduler_config: dict, unet_config: Any) -> bool:
+    """LCM only makes sense on a consistency-distilled model: one that ships an LCM scheduler or
+    whose UNet takes a guidance embedding (time_cond_proj_dim)."""
+    return (scheduler_config.get("_class_name") == "LCMScheduler"
+            or getattr(unet_config, "time_cond_proj_dim", None) is not None)
+
+
+def available(scheduler_config: dict, unet_config: Any) -> tuple[str, ...]:
+    return tuple(s for s in SAMPLERS
+                 if s != "lcm" or supports_lcm(scheduler_config, unet_config))
+
+
+def make_scheduler(name: str, scheduler_config: dict, unet_config: Any):
+    """A fresh scheduler for one job, built from the model's own scheduler config (keeps its beta
+    schedule and prediction type)."""
+    import diffusers
+
+    if name == "lcm" and not supports_lcm(scheduler_config, unet_config):
+        raise RequestError("the LCM sampler needs an LCM-distilled model; this model supports "
+                           + ", ".join(available(scheduler_config, unet_config)))
+    cfg = dict(scheduler_config)
+    if name == "euler":
+        return diffusers.EulerDiscreteScheduler.from_config(cfg)
+    if name == "euler_a":
+        return diffusers.EulerAncestralDiscreteScheduler.from_config(cfg)
+    if name == "ddim":
+        return diffusers.DDIMScheduler.from_config(cfg)
+    if name == "dpmpp_2m":
+        return diffusers.DPMSolverMultistepScheduler.from_config(
+            cfg, algorithm_type="dpmsolver++", solver_order=2)
+    if name == "lcm":
+        return diffusers.LCMScheduler.from_config(cfg)
+    raise RequestError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def sigma_at(scheduler, timestep) -> float:
+    """The noise level sigma = sqrt((1 - alpha_bar) / alpha_bar) of a discrete timestep; the same
+    quantity Euler's sigmas hold, and defined for DDIM/DPM/LCM too."""
+    alphas = scheduler.alphas_cumprod
+    t = int(round(float(timestep)))
+    t = min(max(t, 0), len(alphas) - 1)
+    a = float(alphas[t])
+    return math.sqrt((1.0 - a) / a)
+
+
+def _x0_of(scheduler, output):
+    """The predicted clean latents of the step just taken."""
+    if isinstance(output, tuple):
+        if len(output) > 1:
+            return output[1]  # pred_original_sample (Euler, Euler a, DDIM) or denoised (LCM)
+    else:
+        for attr in ("pred_original_sample", "denoised"):
+            if getattr(output, attr, None) is not None:
+                return getattr(output, attr)
+    # DPM-Solver++ converts the model output to x0 and keeps it as the newest model output.
+    outputs = getattr(scheduler, "model_outputs", None)
+    if outputs and outputs[-1] is not None:
+        return outputs[-1]
+    return None
+
+
+def install_hooks(scheduler, on_x0: Callable[[Any], None],
+                  on_sigma: Callable[[float], None] | None = None) -> None:
+    """Wrap this scheduler instance's step (to read x0) and scale_model_input (called right before
+    every UNet call, so the sigma passed on is the one the UNet is about to see)."""
+    step, scale = scheduler.step, scheduler.scale_model_input
+
+    def hooked_step(*args, **kwargs):
+        out = step(*args, **kwargs)
+        on_x0(_x0_of(scheduler, out))
+        return out
+
+    def hooked_scale(sample, timestep=None, *args, **kwargs):
+        if on_sigma is not None and timestep is not None:
+            on_sigma(sigma_at(scheduler, timestep))
+        return scale(sample, timestep, *args, **kwargs)
+
+    scheduler.step = hooked_step
+    scheduler.scale_model_input = hooked_scale
