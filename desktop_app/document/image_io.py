@@ -170,9 +170,10 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def save_png(path: str | os.PathLike[str], image: np.ndarray,
-             pnginfo: PngImagePlugin.PngInfo | None = None) -> Path:
+             pnginfo: PngImagePlugin.PngInfo | None = None, durable: bool = True) -> Path:
     """Write an RGB uint8 PNG with optional metadata chunks, atomically: a temp file in the same
-    folder is renamed over the target, so a crash or a full disk never leaves a half-written picture."""
+    folder is renamed over the target, so a crash or a full disk never leaves a half-written
+    picture. ``durable`` also flushes it to the disk first (skip it for throwaway previews)."""
     p = Path(path)
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
@@ -186,8 +187,9 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray,
         with open(tmp, "xb") as fh:
             png = Image.fromarray(np.ascontiguousarray(arr))
             png.save(fh, format="PNG", pnginfo=pnginfo)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, p)
     except BaseException:
         tmp.unlink(missing_ok=True)
