@@ -1,0 +1,203 @@
+"""File and mask actions on the document: new canvas, open (file, drop, paste), save/export PNG,
+copy, mask load/save and whole-mask operations, region layouts. Every change is an undo step and
+every failure becomes a one-line message; the document is never lost."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QUndoStack
+
+from desktop_app.app.commands import ImageCommand, StateCommand
+from desktop_app.app.imaging import qimage_to_rgb, rgb_to_qimage
+from desktop_app.app.qt_compat import emit
+from desktop_app.app.stroke import StrokeRecorder
+from desktop_app.document import brush
+from desktop_app.document.canvas_doc import CanvasDocument, DocState
+from desktop_app.document.job import MAX_SIDE
+from desktop_app.document.regions import RegionLayer, next_colour
+
+log = logging.getLogger(__name__)
+READ_ERRORS = (OSError, ValueError)  # RequestError is a ValueError
+
+
+def snap8(image: np.ndarray) -> np.ndarray:
+    """Models work on multiples of 8: crop the (at most 7) extra rows and columns."""
+    h, w = image.shape[:2]
+    return image[: h - h % 8, : w - w % 8]
+
+
+class DocumentActions(QObject):
+    status = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, doc: CanvasDocument, undo: QUndoStack, recorder: StrokeRecorder) -> None:
+        super().__init__()
+        self._doc = doc
+        self._undo = undo
+        self._rec = recorder
+
+    # -- canvas -------------------------------------------------------------------------------
+    def new_canvas(self, width: int, height: int) -> None:
+        width, height = int(width) // 8 * 8, int(height) // 8 * 8
+        if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
+            emit(self.error, f"canvas size {width}x{height} is out of range (8..{MAX_SIDE})")
+            return
+        state = DocState((width, height), None, None, np.zeros((height, width), np.float32), [])
+        self._undo.push(StateCommand(self._doc, state, f"New canvas {width}x{height}"))
+
+    def resize_empty(self, width: int, height: int) -> None:
+        if self._doc.image is None and (width, height) != self._doc.size:
+            after = self._doc.state()
+            after.size = (width, height)
+            from desktop_app.document.canvas_doc import resample_nearest
+
+            after.mask = resample_nearest(after.mask, width, height)
+            for r in after.regions:
+                r.mask = resample_nearest(r.mask, width, height)
+            self._undo.push(StateCommand(self._doc, after, f"Canvas size {width}x{height}"))
+
+    def open_path(self, path: str) -> bool:
+        from desktop_app.document.image_io import load_image
+
+        warnings: list[str] = []
+        try:
+            image = load_image(path, warn=warnings.append)
+        except READ_ERRORS as exc:
+            emit(self.error, str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            return False
+        self._place(image, f"Open {Path(path).name}", warnings)
+        return True
+
+    def open_paths(self, paths: list[str]) -> None:
+        if paths:
+            self.open_path(paths[0])
+
+    def paste_image(self, image: QImage | None = None) -> bool:
+        if image is None:
+            image = QGuiApplication.clipboard().image()
+        if image is None or image.isNull():
+            emit(self.error, "The clipboard holds no image")
+            return False
+        self._place(qimage_to_rgb(image), "Paste image", [])
+        return True
+
+    def _place(self, image: np.ndarray, text: str, warnings: list[str]) -> None:
+        h, w = image.shape[:2]
+        image = np.ascontiguousarray(snap8(image))
+        if image.size == 0:
+            emit(self.error, f"the image is too small ({w}x{h})")
+            return
+        if image.shape[:2] != (h, w):
+            warnings.append(f"cropped from {w}x{h} to {image.shape[1]}x{image.shape[0]} "
+                            "(sizes must be multiples of 8)")
+        self._undo.push(ImageCommand(self._doc, image, None, text))
+        emit(self.status, "; ".join([f"{text}: {image.shape[1]}x{image.shape[0]}", *warnings]))
+
+    def save_png(self, path: str) -> bool:
+        """Export the canvas image; with generation metadata when it came from a job."""
+        if self._doc.image is None:
+            emit(self.error, "Nothing to save: the canvas is empty")
+            return False
+        try:
+            from desktop_app.document.image_io import save_png
+            from desktop_app.document.metadata import save_png_with_metadata
+
+            result = self._doc.image_meta
+            if result is not None and hasattr(result, "request"):
+                save_png_with_metadata(path, self._doc.image, result.request,
+                                       result.model_name, result)
+            else:
+                save_png(path, self._doc.image)
+        except READ_ERRORS as exc:
+            emit(self.error, f"{path}: could not save ({exc})")
+            return False
+        emit(self.status, f"Saved {path}")
+        return True
+
+    def copy_image(self) -> None:
+        if self._doc.image is None:
+            emit(self.error, "Nothing to copy: the canvas is empty")
+            return
+        QGuiApplication.clipboard().setImage(rgb_to_qimage(self._doc.image))
+        emit(self.status, "Image copied")
+
+    # -- mask ---------------------------------------------------------------------------------
+    def _mask_op(self, values: np.ndarray, text: str) -> None:
+        self._rec.begin(None, text)
+        self._rec.replace_all(values)
+        self._rec.end()
+
+    def invert_mask(self) -> None:
+        self._mask_op(1.0 - self._doc.mask, "Invert mask")
+
+    def clear_mask(self) -> None:
+        self._mask_op(np.zeros_like(self._doc.mask), "Clear mask")
+
+    def grow_mask(self, pixels: int) -> None:
+        self._mask_op(brush.grow(self._doc.mask, pixels),
+                      f"{'Grow' if pixels > 0 else 'Shrink'} mask {abs(pixels)} px")
+
+    def load_mask(self, path: str) -> bool:
+        from desktop_app.document.image_io import load_mask
+
+        warnings: list[str] = []
+        try:
+            mask = load_mask(path, self._doc.size, warn=warnings.append)
+        except READ_ERRORS as exc:
+            emit(self.error, str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            return False
+        self._mask_op(np.clip(mask, 0, 1).astype(np.float32), f"Load mask {Path(path).name}")
+        emit(self.status, "; ".join([f"Mask loaded from {path}", *warnings]))
+        return True
+
+    def save_mask(self, path: str) -> bool:
+        from desktop_app.document.image_io import save_png
+
+        grey = np.clip(self._doc.mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        try:
+            save_png(path, np.repeat(grey[..., None], 3, axis=2))
+        except READ_ERRORS as exc:
+            emit(self.error, f"{path}: could not save the mask ({exc})")
+            return False
+        emit(self.status, f"Mask saved to {path}")
+        return True
+
+    # -- region layouts (the same JSON the CLI's --regions reads) --------------------------------
+    def save_layout(self, path: str) -> bool:
+        try:
+            from desktop_app.document.layout import save_layout
+
+            regions = tuple(r.to_region() for r in self._doc.regions)
+            save_layout(path, regions, self._doc.size)
+        except ImportError:
+            emit(self.error, "Region layouts are not available in this build")
+            return False
+        except READ_ERRORS as exc:
+            emit(self.error, f"{path}: could not save the layout ({exc})")
+            return False
+        emit(self.status, f"Layout saved to {path}")
+        return True
+
+    def load_layout(self, path: str) -> bool:
+        try:
+            from desktop_app.document.layout import load_layout
+
+            regions = load_layout(path, self._doc.size)
+        except ImportError:
+            emit(self.error, "Region layouts are not available in this build")
+            return False
+        except READ_ERRORS as exc:
+            emit(self.error, str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            return False
+        after = self._doc.state()
+        layers: list[RegionLayer] = []
+        for region in regions:
+            layers.append(RegionLayer.from_region(region, next_colour(layers)))
+        after.regions = layers
+        self._undo.push(StateCommand(self._doc, after, f"Load layout {Path(path).name}"))
+        emit(self.status, f"Loaded {len(layers)} regions from {path}")
+        return True

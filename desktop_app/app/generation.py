@@ -1,0 +1,161 @@
+"""Generate / cancel and what happens to results: snapshot the document into a frozen request, run
+it on the engine, stream previews to the canvas layers, put the result on the canvas as one undo
+step, add it to the history and save it (with metadata) to the output folder. A failed or cancelled
+job leaves the document exactly as it was."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QUndoStack
+
+from desktop_app.app.commands import ImageCommand, StateCommand
+from desktop_app.app.qt_compat import emit
+from desktop_app.app.settings import AppSettings
+from desktop_app.app.worker import EngineClient
+from desktop_app.document.canvas_doc import CanvasDocument
+from desktop_app.document.history import History, HistoryItem
+from desktop_app.document.job import JobRequest, JobResult, Preview, RequestError
+from desktop_app.document.settings import GenerationSettings
+
+log = logging.getLogger(__name__)
+
+
+class GenerationController(QObject):
+    status = Signal(str)
+    error = Signal(str)
+    running_changed = Signal(bool)
+    preview = Signal(object)  # numpy RGB or None (clear)
+    attention = Signal(object)  # dict word -> map, or None
+    history_added = Signal(object)  # HistoryItem
+    settings_restored = Signal(object)  # GenerationSettings
+    last_seed_changed = Signal(int)
+
+    def __init__(self, doc: CanvasDocument, client: EngineClient, undo: QUndoStack,
+                 history: History, app_settings: AppSettings,
+                 current_settings: Callable[[], GenerationSettings]) -> None:
+        super().__init__()
+        self._doc = doc
+        self._client = client
+        self._undo = undo
+        self._history = history
+        self._app = app_settings
+        self._current_settings = current_settings
+        self._jobs: dict[int, tuple[GenerationSettings, tuple]] = {}
+        self.last_seed: int | None = None
+        client.finished.connect(self._on_finished)
+        client.failed.connect(self._on_failed)
+        client.cancelled.connect(self._on_cancelled)
+        client.preview.connect(self._on_preview)
+
+    @property
+    def running(self) -> bool:
+        return self._client.current_job is not None
+
+    def generate(self) -> int | None:
+        if self._client.busy:
+            emit(self.status, "Busy: wait for the current job or press Esc to cancel it")
+            return None
+        if self._client.model_info is None:
+            emit(self.error, "No model is loaded: open a model first (Model ▸ Open model…)")
+            return None
+        settings = self._current_settings()
+        info = self._client.model_info
+        request = self._doc.snapshot(settings, model=getattr(info, "name", ""))
+        try:
+            request.validate()
+        except RequestError as exc:
+            emit(self.error, str(exc))
+            return None
+        job_id = self._client.start(request, attention=settings.attention_maps)
+        if job_id is None:
+            return None
+        colours = tuple(r.colour for r in self._doc.painted_regions())
+        self._jobs[job_id] = (settings, colours)
+        self.last_seed = request.seed
+        emit(self.last_seed_changed, request.seed)
+        emit(self.running_changed, True)
+        emit(self.status, f"Generating ({request.kind.value}, seed {request.seed})…")
+        return job_id
+
+    def cancel(self) -> None:
+        if self._client.cancel():
+            emit(self.status, "Cancelling…")
+
+    def _finish(self, job_id: int) -> tuple[GenerationSettings, tuple] | None:
+        emit(self.preview, None)
+        emit(self.running_changed, False)
+        return self._jobs.pop(job_id, None)
+
+    @Slot(object)
+    def _on_preview(self, preview: Preview) -> None:
+        emit(self.preview, preview.image)
+        if preview.attention:
+            emit(self.attention, preview.attention)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        self._finish(job_id)
+        emit(self.status, "Cancelled: the canvas is unchanged")
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        self._finish(job_id)
+        emit(self.error, f"Generation failed: {message}")
+
+    @Slot(object)
+    def _on_finished(self, result: JobResult) -> None:
+        settings, colours = self._finish(result.job_id) or (self._current_settings(), ())
+        self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
+        for region, score in zip(self._doc.painted_regions(), result.region_adherence,
+                                 strict=False):
+            self._doc.update_region(region, adherence=float(score))
+        item = HistoryItem(result, settings, colours)
+        item.saved_path = self._save_output(result)
+        self._history.add(item)
+        emit(self.history_added, item)
+        note = f" — saved {Path(item.saved_path).name}" if item.saved_path else ""
+        warn = f" — {'; '.join(result.warnings)}" if result.warnings else ""
+        emit(self.status, f"Done in {result.elapsed:.1f} s{note}{warn}")
+
+    def _save_output(self, result: JobResult) -> str:
+        folder = Path(self._app.output_dir)
+        name = time.strftime("%Y%m%d-%H%M%S") + f"-{result.request.seed}.png"
+        try:
+            from desktop_app.document.metadata import save_png_with_metadata
+
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            n = 1
+            while path.exists():
+                path = folder / f"{Path(name).stem}-{n}.png"
+                n += 1
+            save_png_with_metadata(path, result.image, result.request, result.model_name, result)
+        except Exception as exc:  # saving is a convenience: never lose the result over it
+            log.exception("saving the output failed")
+            emit(self.status, f"Could not save to the output folder {folder}: {exc}")
+            return ""
+        return str(path)
+
+    # -- history -----------------------------------------------------------------------------
+    def show_history(self, item: HistoryItem) -> None:
+        """Put a history item's image on the canvas (one undo step)."""
+        self._undo.push(ImageCommand(self._doc, item.image, item.result,
+                                     f"Show {item.label()}"))
+
+    def restore_history(self, item: HistoryItem) -> None:
+        """Bring back a job's input canvas (image, mask, regions) and all its parameters, with its
+        seed fixed, so Generate reproduces it."""
+        self._undo.push(StateCommand(self._doc, item.input_state(), f"Restore {item.label()}"))
+        emit(self.settings_restored, item.restored_settings())
+        emit(self.status, f"Restored {item.label()}")
+
+    def request_of(self, job_id: int) -> JobRequest | None:
+        for item in self._history.items:
+            if item.result.job_id == job_id:
+                return item.result.request
+        return None

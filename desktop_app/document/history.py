@@ -1,0 +1,57 @@
+"""Finished generations kept for the session: each remembers its request (which already holds the
+input image, mask and regions), the settings and region colours, so it can be restored exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from desktop_app.document.canvas_doc import DocState
+from desktop_app.document.job import JobKind, JobResult
+from desktop_app.document.regions import PALETTE, RegionLayer
+from desktop_app.document.settings import GenerationSettings
+
+
+@dataclass(eq=False)
+class HistoryItem:
+    result: JobResult
+    settings: GenerationSettings
+    colours: tuple[tuple[int, int, int], ...] = ()
+    saved_path: str = ""
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.result.image
+
+    def label(self) -> str:
+        req = self.result.request
+        return f"#{self.result.job_id} {req.kind.value} seed {req.seed}"
+
+    def restored_settings(self) -> GenerationSettings:
+        """The parameters of this job, with its seed fixed so generating again reproduces it."""
+        return self.settings.replace(seed_mode="fixed", seed=int(self.result.request.seed))
+
+    def input_state(self) -> DocState:
+        """The canvas as it was when the job started: input image (or empty), mask, regions."""
+        req = self.result.request
+        mask = (np.array(req.mask, np.float32) if req.mask is not None
+                else np.zeros((req.height, req.width), np.float32))
+        regions = []
+        for i, region in enumerate(req.regions):
+            colour = self.colours[i] if i < len(self.colours) else PALETTE[i % len(PALETTE)]
+            regions.append(RegionLayer.from_region(region, colour))
+        image = None
+        if req.kind is not JobKind.TEXT_TO_IMAGE and req.init_image is not None:
+            image = np.array(req.init_image)
+        return DocState((req.width, req.height), image, None, mask, regions)
+
+
+class History:
+    def __init__(self, limit: int = 40) -> None:
+        self.items: list[HistoryItem] = []
+        self.limit = limit  # results are full images: cap memory on big canvases
+
+    def add(self, item: HistoryItem) -> None:
+        self.items.append(item)
+        del self.items[:-self.limit]

@@ -1,0 +1,62 @@
+"""The generation panel's values as plain data, so they can be snapshotted, remembered in the
+history and restored without Qt."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Any
+
+SEED_MODES = ("random", "fixed")
+MAX_SEED = 2**31 - 1  # fits a QSpinBox
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg_scale: float = 7.5
+    sampler: str = "euler"
+    seed_mode: str = "random"
+    seed: int = 0
+    strength: float = 0.75
+    mask_feather: float = 0.0
+    mask_grow: int = 0
+    pww_scale: float = 0.1
+    attention_maps: bool = True
+
+    def replace(self, **changes: Any) -> GenerationSettings:
+        return dataclasses.replace(self, **changes)
+
+    def resolve_seed(self, rng: random.Random | None = None) -> int:
+        """The seed this job uses: a fresh one in random mode, the fixed one otherwise."""
+        if self.seed_mode == "random":
+            return (rng or random.SystemRandom()).randint(0, MAX_SEED)
+        return int(self.seed) & MAX_SEED
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
+        """Tolerant of missing or extra keys and of strings (QSettings returns strings on Linux)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            try:
+                if f.type == "int":
+                    value = int(value)
+                elif f.type == "float":
+                    value = float(value)
+                elif f.type == "bool":
+                    value = value in (True, "true", "True", 1, "1")
+                else:
+                    value = str(value)
+            except (TypeError, ValueError):
+                continue
+            out[f.name] = value
+        return cls(**out)

@@ -1,0 +1,255 @@
+"""The generation panel: prompt, negative prompt, sampling parameters, seed, size, strength, model
+and device, Generate / Cancel and progress. It only edits values and emits requests."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.app.qt_compat import emit
+from desktop_app.document.job import MAX_SIDE, SAMPLER_LABELS
+from desktop_app.document.settings import MAX_SEED, GenerationSettings
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _text_box(placeholder: str, lines: int) -> QPlainTextEdit:
+    box = QPlainTextEdit()
+    box.setPlaceholderText(placeholder)
+    box.setTabChangesFocus(True)
+    box.setFixedHeight(box.fontMetrics().lineSpacing() * lines + 14)
+    return box
+
+
+class GenerationPanel(QWidget):
+    generate_clicked = Signal()
+    cancel_clicked = Signal()
+    size_edited = Signal(int, int)
+    model_requested = Signal(object)  # path str, or None for the built-in model
+    device_changed = Signal(str)
+    prompt_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._base = GenerationSettings()
+        self._last_seed: int | None = None
+        self.prompt = _text_box("Describe the picture… (Ctrl+Enter generates)", 4)
+        self.negative = _text_box("Negative prompt: what to avoid", 2)
+        self.prompt.textChanged.connect(self._on_prompt_changed)
+        self._prompt_box = QVBoxLayout()
+        self._prompt_box.addWidget(QLabel("Prompt"))
+        self._prompt_box.addWidget(self.prompt)
+        self._extras_at = self._prompt_box.count()  # the attention strip goes here
+        self._prompt_box.addWidget(self.negative)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._prompt_box)
+        layout.addWidget(self._build_params())
+        layout.addWidget(self._build_model())
+        layout.addLayout(self._build_run())
+        layout.addStretch(1)
+
+    # -- construction ------------------------------------------------------------------------
+    def _build_params(self) -> QGroupBox:
+        box = QGroupBox("Parameters")
+        form = QFormLayout(box)
+        self.steps = QSpinBox(minimum=1, maximum=200, value=20)
+        self.cfg = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, value=7.5)
+        self.sampler = QComboBox()
+        for key, label in SAMPLER_LABELS.items():
+            self.sampler.addItem(label, key)
+        self.seed_mode = QComboBox()
+        self.seed_mode.addItem("Random", "random")
+        self.seed_mode.addItem("Fixed", "fixed")
+        self.seed = QSpinBox(minimum=0, maximum=MAX_SEED)
+        self.seed.setEnabled(False)
+        self.seed_mode.currentIndexChanged.connect(self._on_seed_mode)
+        self.reuse_seed = QToolButton(text="Last", toolTip="Reuse the last job's seed")
+        self.reuse_seed.setEnabled(False)
+        self.reuse_seed.clicked.connect(self._on_reuse_seed)
+        seed_row = QHBoxLayout()
+        for w in (self.seed_mode, self.seed, self.reuse_seed):
+            seed_row.addWidget(w)
+        self.width_box = QSpinBox(minimum=8, maximum=MAX_SIDE, singleStep=8, value=512)
+        self.height_box = QSpinBox(minimum=8, maximum=MAX_SIDE, singleStep=8, value=512)
+        for box_ in (self.width_box, self.height_box):
+            box_.setKeyboardTracking(False)
+            box_.valueChanged.connect(self._on_size_edited)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_box)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_box)
+        self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.75)
+        self.kind_label = QLabel()
+        self.kind_label.setStyleSheet("color: palette(mid); font-style: italic")
+        form.addRow("Steps", self.steps)
+        form.addRow("CFG scale", self.cfg)
+        form.addRow("Sampler", self.sampler)
+        form.addRow("Seed", seed_row)
+        form.addRow("Size", size_row)
+        form.addRow("Strength", self.strength)
+        form.addRow("Job", self.kind_label)
+        return box
+
+    def _build_model(self) -> QGroupBox:
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.model_label = QLabel("Not loaded")
+        self.model_label.setWordWrap(True)
+        self.model_button = QPushButton("Open model…")
+        menu = QMenu(self.model_button)
+        menu.addAction("Built-in model", self._on_builtin)
+        menu.addAction("Diffusers folder…", self._on_open_folder)
+        menu.addAction("Checkpoint (.safetensors)…", self._on_open_file)
+        self.model_button.setMenu(menu)
+        self.device = QComboBox()
+        for d in DEVICES:
+            self.device.addItem(d, d)
+        self.device.currentIndexChanged.connect(self._on_device)
+        form.addRow(self.model_label)
+        form.addRow(self.model_button)
+        form.addRow("Device", self.device)
+        return box
+
+    def _build_run(self) -> QVBoxLayout:
+        col = QVBoxLayout()
+        row = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.generate_button.clicked.connect(self.generate_clicked)
+        self.cancel_button.clicked.connect(self.cancel_clicked)
+        row.addWidget(self.generate_button, 2)
+        row.addWidget(self.cancel_button, 1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Idle")
+        col.addLayout(row)
+        col.addWidget(self.progress)
+        return col
+
+    def add_below_prompt(self, widget: QWidget) -> None:
+        self._prompt_box.insertWidget(self._extras_at, widget)
+        self._extras_at += 1
+
+    # -- values --------------------------------------------------------------------------------
+    def settings(self) -> GenerationSettings:
+        return self._base.replace(
+            prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.toPlainText().strip(),
+            steps=self.steps.value(), cfg_scale=self.cfg.value(),
+            sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
+            seed=self.seed.value(), strength=self.strength.value())
+
+    def set_settings(self, s: GenerationSettings) -> None:
+        self._base = s
+        self.prompt.setPlainText(s.prompt)
+        self.negative.setPlainText(s.negative_prompt)
+        self.steps.setValue(s.steps)
+        self.cfg.setValue(s.cfg_scale)
+        i = self.sampler.findData(s.sampler)
+        self.sampler.setCurrentIndex(max(0, i))
+        self.seed_mode.setCurrentIndex(max(0, self.seed_mode.findData(s.seed_mode)))
+        self.seed.setValue(min(MAX_SEED, max(0, s.seed)))
+        self.strength.setValue(s.strength)
+
+    def prompt_text(self) -> str:
+        return self.prompt.toPlainText()
+
+    def selected_prompt_text(self) -> str:
+        return self.prompt.textCursor().selectedText().strip()
+
+    def set_last_seed(self, seed: int) -> None:
+        self._last_seed = seed
+        self.reuse_seed.setEnabled(True)
+        self.reuse_seed.setToolTip(f"Reuse the last job's seed ({seed})")
+
+    def set_canvas_info(self, width: int, height: int, kind: str, size_editable: bool) -> None:
+        for box, v in ((self.width_box, width), (self.height_box, height)):
+            box.blockSignals(True)
+            box.setValue(v)
+            box.setEnabled(size_editable)
+            box.setToolTip("" if size_editable else "The image sets the size (File ▸ New for "
+                                                     "another size)")
+            box.blockSignals(False)
+        self.kind_label.setText(kind)
+        self.strength.setEnabled(not kind.startswith("text"))
+
+    def set_model_status(self, text: str) -> None:
+        self.model_label.setText(text)
+
+    def set_device(self, device: str) -> None:
+        self.device.blockSignals(True)
+        self.device.setCurrentIndex(max(0, self.device.findData(device)))
+        self.device.blockSignals(False)
+
+    def set_running(self, running: bool) -> None:
+        self.generate_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.model_button.setEnabled(not running)
+        self.device.setEnabled(not running)
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first step arrives
+            self.progress.setFormat("Starting…")
+        else:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("Idle")
+
+    def set_progress(self, step: int, total: int, rate: float) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(step)
+        speed = f"{rate:.2f} it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s/it"
+        self.progress.setFormat(f"Step {step}/{total} · {speed}")
+
+    # -- private slots ---------------------------------------------------------------------------
+    def _on_seed_mode(self) -> None:
+        self.seed.setEnabled(self.seed_mode.currentData() == "fixed")
+
+    def _on_reuse_seed(self) -> None:
+        if self._last_seed is not None:
+            self.seed_mode.setCurrentIndex(self.seed_mode.findData("fixed"))
+            self.seed.setValue(self._last_seed)
+
+    def _on_size_edited(self) -> None:
+        emit(self.size_edited, self.width_box.value() // 8 * 8, self.height_box.value() // 8 * 8)
+
+    def _on_prompt_changed(self) -> None:
+        emit(self.prompt_changed, self.prompt.toPlainText())
+
+    def _on_builtin(self) -> None:
+        emit(self.model_requested, None)
+
+    def _on_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a diffusers model folder")
+        if path:
+            emit(self.model_requested, path)
+
+    def _on_open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "",
+                                              "Checkpoints (*.safetensors *.ckpt)")
+        if path:
+            emit(self.model_requested, path)
+
+    def _on_device(self) -> None:
+        emit(self.device_changed, self.device.currentData())
