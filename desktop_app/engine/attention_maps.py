@@ -158,13 +158,21 @@ class PwwAttnProcessor:
             batch, channel, height, width = hidden_states.shape
         q, k, v = project(attn, hidden_states, encoder_hidden_states, temb)
         batch = q.shape[0]
-        bias = self.controller.bias(q, k, float(attn.scale))
+        scale = float(attn.scale)
         if attention_mask is not None:
             attention_mask = attn.prepare_attention_mask(attention_mask, k.shape[-2], batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
-            bias = attention_mask if bias is None else attention_mask + bias
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=0.0,
-                                             is_causal=False, scale=float(attn.scale))
+        c0 = self.controller.cond_start(batch)
+        parts = []
+        if c0:  # the unconditional half runs exactly as the stock processor runs it
+            parts.append(F.scaled_dot_product_attention(
+                q[:c0], k[:c0], v[:c0], dropout_p=0.0, is_causal=False, scale=scale,
+                attn_mask=None if attention_mask is None else attention_mask[:c0]))
+        # The conditional half needs QKᵀ for max/std anyway: reuse it instead of SDPA.
+        probs = self.controller.cond_probs(
+            q[c0:], k[c0:], scale, None if attention_mask is None else attention_mask[c0:])
+        parts.append(probs @ v[c0:])
+        out = torch.cat(parts) if len(parts) > 1 else parts[0]
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * q.shape[-1]).to(q.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if input_ndim == 4:

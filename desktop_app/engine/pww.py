@@ -266,11 +266,11 @@ class PaintWithWords:
         if n == self._map_n:
             self._collector.add(probs)
 
-    def bias(self, q: torch.Tensor, k: torch.Tensor, attn_scale: float) -> torch.Tensor:
-        """SDPA float mask (batch, 1, n, tokens): zero on the unconditional half."""
-        batch, n, tokens = q.shape[0], q.shape[-2], k.shape[-2]
-        c0 = self.cond_start(batch)
-        scores = (q[c0:] @ k[c0:].transpose(-1, -2)) * attn_scale
+    def cond_probs(self, q: torch.Tensor, k: torch.Tensor, attn_scale: float,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Softmax attention of the conditional half (batch, heads, n, tokens), biased."""
+        n, tokens = q.shape[-2], k.shape[-2]
+        scores = (q @ k.transpose(-1, -2)) * attn_scale
         flat = scores.detach().flatten(1).float()
         if self.mode == "max":
             stat, sig = flat.amax(dim=1), math.log1p(self._sigma)
@@ -278,12 +278,13 @@ class PaintWithWords:
             sig = math.log1p(self._sigma ** 2 if self.mode == "std_sigma2" else self._sigma)
             stat = flat.std(dim=1)
         factor = (self.scale * sig * stat).to(q.dtype).view(-1, 1, 1, 1)
-        cond = factor * self._bias_template(n, tokens, q)
+        scores = scores + factor * self._bias_template(n, tokens, q)
+        if mask is not None:
+            scores = scores + mask
+        probs = scores.softmax(dim=-1)
         if self.wants_probs(n):
-            self.collect(n, (scores + cond).softmax(dim=-1))
-        if c0 == 0:
-            return cond
-        return torch.cat([torch.zeros_like(cond).expand(c0, -1, -1, -1), cond])
+            self.collect(n, probs)
+        return probs
 
     def _bias_template(self, n: int, tokens: int, like: torch.Tensor) -> torch.Tensor:
         key = (n, tokens, like.dtype, like.device)
