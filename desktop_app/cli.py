@@ -208,6 +208,10 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError(f"--out {out}: folder {out.parent} does not exist")
     if out.exists() and not args.overwrite:
         raise RequestError(f"--out {out}: already exists (use --overwrite to replace it)")
+    for name in ("width", "height"):
+        value = getattr(args, name)
+        if value is not None and value % 8:
+            raise RequestError(f"--{name} {value}: must be a multiple of 8")
     if args.mask is not None and args.init is None:
         raise RequestError("--mask needs --init: the image to inpaint")
     if args.regions is not None and not args.regions.is_file():
@@ -255,7 +259,7 @@ def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
     try:
         from desktop_app.document.layout import load_layout
     except ImportError:
-        raise RequestError("--regions: layout files are not supported by this build") from None
+        raise RequestError(f"--regions {path}: layouts are not supported by this build") from None
     try:
         return tuple(load_layout(path, width, height))
     except RequestError as exc:

@@ -1,0 +1,215 @@
+"""`diffusion-canvas generate` end to end on tiny random models: outputs, previews, metadata,
+one-line errors with a non-zero exit code, Ctrl+C, and the real `python -m desktop_app` entry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop_app import cli
+from desktop_app.document.image_io import load_image, save_png
+from desktop_app.document.job import JobKind
+from desktop_app.document.metadata import read_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def _init(tmp_path: Path, w: int = 48, h: int = 40) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    save_png(tmp_path / "init.png", image)
+    return tmp_path / "init.png", image
+
+
+def test_text_to_image_writes_png_previews_and_metadata(tiny_sd, tmp_path, capsys):
+    out, previews = tmp_path / "out.png", tmp_path / "previews"
+    code, stdout, err = _run(capsys, "generate", "--prompt", "a red fox", "--negative", "blur",
+                             "--model", str(tiny_sd), "--steps", "3", "--seed", "7",
+                             "--cfg", "5", "--sampler", "euler_a", "--previews", str(previews),
+                             "--out", str(out))
+    assert code == 0, err
+    assert stdout.strip() == str(out)
+    image = load_image(out)
+    assert image.shape == (64, 64, 3)  # no --width/--height: the model's own size
+    assert sorted(p.name for p in previews.iterdir()) == [
+        "step_001.png", "step_002.png", "step_003.png"]
+    assert "step 3/3" in err and "seed 7" in err
+    req = read_metadata(out)
+    assert req.kind is JobKind.TEXT_TO_IMAGE
+    assert (req.prompt, req.negative_prompt, req.seed, req.steps) == ("a red fox", "blur", 7, 3)
+    assert (req.cfg_scale, req.sampler, req.width, req.height) == (5.0, "euler_a", 64, 64)
+    with Image.open(out) as png:
+        assert "Seed: 7" in png.info["parameters"] and "Model: tiny_sd" in png.info["parameters"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_image_to_image_takes_the_init_size(tiny_sd, tmp_path, capsys):
+    init, image = _init(tmp_path)
+    out = tmp_path / "i2i.png"
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd), "--steps", "2",
+                        "--init", str(init), "--strength", "0.5", "--quiet", "--out", str(out))
+    assert code == 0, err
+    assert err == ""  # --quiet: nothing on stderr when all is well
+    assert load_image(out).shape == (40, 48, 3)
+    req = read_metadata(out)
+    assert req.kind is JobKind.IMAGE_TO_IMAGE and req.strength == 0.5
+    np.testing.assert_array_equal(req.init_image, image)
+
+
+def test_inpaint_repaints_white_and_keeps_black(tiny_sd_inpaint, tmp_path, capsys):
+    init, image = _init(tmp_path, 64, 64)
+    mask = np.zeros((32, 32), np.uint8)  # half size: resized with a warning
+    mask[:, :16] = 255  # left half = repaint
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "inpaint.png"
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd_inpaint), "--steps", "2",
+                        "--init", str(init), "--mask", str(tmp_path / "mask.png"),
+                        "--strength", "1", "--out", str(out))
+    assert code == 0, err
+    assert "resized to 64x64" in err
+    result = load_image(out).astype(int)
+    keep = np.abs(result[:, 40:] - image[:, 40:].astype(int)).mean()
+    repaint = np.abs(result[:, :24] - image[:, :24].astype(int)).mean()
+    assert keep < 2 and repaint > 20
+    req = read_metadata(out)
+    assert req.kind is JobKind.INPAINT
+    assert req.mask.shape == (64, 64)
+    assert req.mask[:, :30].min() == 1.0 and req.mask[:, 34:].max() == 0
+
+
+BAD_INPUTS = [
+    (["--steps", "abc"], "--steps"),
+    (["--steps", "0"], "--steps"),
+    (["--cfg", "nan"], "--cfg"),
+    (["--strength", "1.5"], "--strength"),
+    (["--sampler", "heun"], "--sampler"),
+    (["--width", "65"], "multiple of 8"),
+    (["--seed", "-5"], "--seed"),
+    (["--init", "{tmp}/missing.png"], "missing.png"),
+    (["--init", "{tmp}/corrupt.png"], "corrupt.png"),
+    (["--mask", "{tmp}/mask.png"], "--mask needs --init"),
+    (["--init", "{tmp}/init.png", "--mask", "{tmp}/empty.png"], "mask is empty"),
+    (["--model", "{tmp}/no_such_model"], "no_such_model"),
+    (["--model", "{tmp}/model.ckpt"], "model.ckpt"),
+    (["--regions", "{tmp}/no_layout.json"], "no_layout.json"),
+    (["--regions", "{tmp}/bad_layout.json"], "bad_layout.json"),
+    (["--sampler", "lcm"], "LCM"),
+]
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    _init(tmp_path, 64, 64)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "empty.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "mask.png")
+    (tmp_path / "model.ckpt").write_bytes(b"\x80\x04 a pickle")
+    (tmp_path / "bad_layout.json").write_text("{not json")
+    return tmp_path
+
+
+@pytest.mark.parametrize("extra, expected", BAD_INPUTS, ids=[b[1] + str(i)
+                                                              for i, b in enumerate(BAD_INPUTS)])
+def test_bad_input_exits_non_zero_with_one_line(tiny_sd, bad_files, capsys, extra, expected):
+    out = bad_files / "out.png"
+    extra = [a.replace("{tmp}", str(bad_files)) for a in extra]
+    model = [] if "--model" in extra else ["--model", str(tiny_sd)]
+    code, stdout, err = _run(capsys, "--prompt", "p", "--steps", "2", *model, *extra,
+                             "--quiet", "--out", str(out))
+    assert code != 0
+    assert expected in _assert_one_line_error(err)
+    assert not out.exists() and stdout == ""
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--out", "{tmp}/x.png"], "--prompt"),
+    (["--prompt", "p", "--out", "{tmp}/x.jpg"], ".png"),
+    (["--prompt", "p", "--out", "{tmp}/nowhere/x.png"], "does not exist"),
+    (["--prompt", "p", "--out", "{tmp}/existing.png"], "--overwrite"),
+])
+def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, argv, expected):
+    save_png(tmp_path / "existing.png", np.zeros((8, 8, 3), np.uint8))
+    before = (tmp_path / "existing.png").read_bytes()
+    code, _, err = _run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == 2
+    assert expected in _assert_one_line_error(err)
+    assert (tmp_path / "existing.png").read_bytes() == before  # never clobbered
+
+
+def test_ctrl_c_cancels_cleanly_and_writes_nothing(tiny_sd, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out.png"
+    save_png(out, np.zeros((8, 8, 3), np.uint8))
+    before = out.read_bytes()
+    seen: list[int] = []
+    real_call = cli.PreviewWriter.__call__
+
+    def press_ctrl_c(self, preview):
+        seen.append(preview.step)
+        real_call(self, preview)
+        if preview.step == 1:
+            signal.raise_signal(signal.SIGINT)  # the real signal, through the CLI's handler
+
+    monkeypatch.setattr(cli.PreviewWriter, "__call__", press_ctrl_c)
+    handler_before = signal.getsignal(signal.SIGINT)
+    code, stdout, err = _run(capsys, "--prompt", "p", "--model", str(tiny_sd), "--steps", "6",
+                             "--previews", str(tmp_path / "prev"), "--overwrite", "--out", str(out))
+    assert code == 130
+    assert "cancelled; nothing was written" in err and "Traceback" not in err
+    assert out.read_bytes() == before and stdout == ""
+    assert max(seen) <= 2  # stopped within a step of the request, not after all six
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
+
+
+def test_engine_failure_on_a_broken_model_is_one_line(tmp_path, capsys):
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{ not json")
+    code, _, err = _run(capsys, "--prompt", "p", "--model", str(broken), "--quiet",
+                        "--out", str(tmp_path / "o.png"))
+    assert code == 1
+    assert "broken_model" in _assert_one_line_error(err)
+    assert not (tmp_path / "o.png").exists()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_python_m_entry_point(tiny_sd, tmp_path):
+    out = tmp_path / "sub.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "desktop_app", "generate", "--prompt", "a cat",
+         "--model", str(tiny_sd), "--steps", "2", "--seed", "3", "--out", str(out)],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    assert read_metadata(out).seed == 3
+
+    bad = subprocess.run([sys.executable, "-m", "desktop_app", "generate", "--prompt", "p",
+                          "--init", str(tmp_path / "nope.png"), "--out", str(tmp_path / "b.png")],
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "nope.png" in bad.stderr
