@@ -1,0 +1,96 @@
+"""Shared fixtures for the UI/app tests (imported by test_ui_*.py and test_app_*.py; could move to
+conftest.py). No tests here.
+
+- every test runs with its settings file and output folder in tmp;
+- a test that leaves a QThread running fails (the idea of napari's conftest);
+- `make_window` builds the real main window around a FakeEngine.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+from fake_engine import FakeEngine
+from PySide6.QtCore import QThread
+
+from desktop_app.app.main_window import MainWindow
+from desktop_app.app.settings import SETTINGS_ENV, AppSettings
+from desktop_app.app.worker import EngineClient
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv(SETTINGS_ENV, str(path))
+    settings = AppSettings()
+    settings.output_dir = str(tmp_path / "out")
+    settings.sync()
+    return path
+
+
+def _running_qthreads() -> list[QThread]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, QThread) and o.isRunning()]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_qthreads(qapp):
+    """Fail any test that leaves a QThread running (it would crash or hang a later test)."""
+    yield
+    qapp.processEvents()
+    leaked = _running_qthreads()
+    for thread in leaked:  # stop them so one leak doesn't cascade into every following test
+        thread.quit()
+        thread.wait(5000)
+    assert not leaked, f"test left {len(leaked)} QThread(s) running: " \
+                       f"{[t.objectName() for t in leaked]}"
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """make_window(engine=None, load=True) -> MainWindow with a FakeEngine, model loaded."""
+    windows: list[MainWindow] = []
+
+    def build(engine: FakeEngine | None = None, load: bool = True, size=(64, 64)) -> MainWindow:
+        engine = engine or FakeEngine()
+        factory = _Factory(engine)
+        client = EngineClient(factory, preview_interval=0.0)
+        window = MainWindow(client, AppSettings(), *size)
+        client.setParent(window)
+        window.engine = engine
+        window.factory = factory
+        qtbot.addWidget(window)
+        window.show()
+        with qtbot.waitActive(window):  # window shortcuts (Ctrl+Z, Esc, ...) need it active
+            window.activateWindow()
+        windows.append(window)
+        if load:
+            with qtbot.waitSignal(client.model_loaded, timeout=5000):
+                window.start()
+        return window
+
+    yield build
+    for window in windows:
+        window.close()
+
+
+class _Factory:
+    """Hands the engine to the worker and records which thread asked for it."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.threads: list[str] = []
+        self.devices: list[str] = []
+
+    def __call__(self, device: str) -> FakeEngine:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        self.devices.append(device)
+        return self.engine
+
+
+def settings_env() -> str:
+    return os.environ[SETTINGS_ENV]

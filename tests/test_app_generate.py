@@ -1,0 +1,214 @@
+"""Generating from the window with a scripted FakeEngine: start, previews, cancel, errors, results,
+history and restore. Waits are on window-side signals, never on sleeps."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import test_app_conftest as helpers
+from fake_engine import FakeEngine, fake_image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from desktop_app.app.qt_compat import emit
+from desktop_app.document.job import JobKind, Preview
+
+isolated_settings = helpers.isolated_settings
+no_leaked_qthreads = helpers.no_leaked_qthreads
+make_window = helpers.make_window
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+class PreviewLog:
+    """Records what reaches the canvas layer: (job, step, preview image) per preview."""
+
+    def __init__(self, window) -> None:
+        self.window = window
+        self.seen: list[tuple[int, int]] = []
+        self.images: list[np.ndarray] = []
+        window.client.preview.connect(self.on_preview)
+
+    def on_preview(self, preview: Preview) -> None:
+        layers = self.window.layers
+        assert layers.preview is not None  # the controller already put it on the canvas
+        self.seen.append((preview.job_id, preview.step))
+        self.images.append(preview.image)
+
+
+def start_with_keyboard(qtbot, window, steps=4):
+    window.panel.prompt.setPlainText("a red ball")
+    window.panel.steps.setValue(steps)
+    window.panel.prompt.setFocus()
+    with qtbot.waitSignal(window.client.job_started, timeout=3000) as started:
+        qtbot.keyClick(window.panel.prompt, Qt.Key.Key_Return, CTRL)
+    return started.args[0], started.args[1]
+
+
+def test_ctrl_enter_runs_a_job_and_previews_arrive_in_order(qtbot, make_window):
+    window = make_window()
+    log = PreviewLog(window)
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        job_id, request = start_with_keyboard(qtbot, window, steps=5)
+    assert request.kind is JobKind.TEXT_TO_IMAGE and request.prompt == "a red ball"
+    assert log.seen == [(job_id, s) for s in range(1, 6)]
+    assert window.layers.preview is None  # the preview layer is gone, the result is the image
+    assert np.array_equal(window.doc.image, fake_image(request))
+    assert "Step 5/5" in window.panel.progress.format() or not window.client.busy
+
+
+def test_result_lands_as_one_undo_step_in_history_and_output_folder(qtbot, make_window):
+    window = make_window()
+    undo_before = window.undo.count()
+    with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+        start_with_keyboard(qtbot, window)
+    item = added.args[0]
+    assert window.undo.count() == undo_before + 1
+    assert window.history_strip.list.count() == 1
+    saved = Path(item.saved_path)
+    assert saved.parent == Path(window.app_settings.output_dir) and saved.exists()
+    from desktop_app.document.metadata import read_metadata
+
+    assert read_metadata(saved).seed == item.result.request.seed
+    window.undo.undo()
+    assert window.doc.image is None  # back to the empty canvas
+    window.history_strip.list.setCurrentRow(0)
+    window.history_strip._on_clicked(window.history_strip.list.item(0))
+    assert np.array_equal(window.doc.image, item.image)
+
+
+def test_stale_previews_of_an_old_job_are_dropped(qtbot, make_window):
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))
+    log = PreviewLog(window)
+    job_id, _ = start_with_keyboard(qtbot, window, steps=3)
+    old = Preview(job_id - 1 if job_id > 1 else 999, 1, 3, np.zeros((8, 8, 3), np.uint8))
+    emit(window.client._worker.preview, old)  # a late message of a previous job
+    assert log.seen == []
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        for _ in range(3):
+            gate.release()
+    assert [j for j, _ in log.seen] == [job_id] * 3
+
+
+def test_escape_cancels_and_leaves_the_canvas_as_it_was(qtbot, make_window):
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))
+    window.doc.mask[10:20, 10:20] = 1.0
+    before_mask = window.doc.mask.copy()
+    before_undo = window.undo.count()
+    with qtbot.waitSignal(window.client.preview, timeout=3000):
+        start_with_keyboard(qtbot, window, steps=50)
+        gate.release()
+    assert window.layers.preview is not None
+    with qtbot.waitSignal(window.client.cancelled, timeout=3000):
+        qtbot.keyClick(window.view, Qt.Key.Key_Escape)
+    assert window.doc.image is None and np.array_equal(window.doc.mask, before_mask)
+    assert window.undo.count() == before_undo and window.history.items == []
+    assert window.layers.preview is None
+    assert not list(Path(window.app_settings.output_dir).glob("*.png"))
+    assert len(window.engine.requests) == 1 and window.panel.generate_button.isEnabled()
+
+
+def test_engine_error_is_shown_and_the_document_is_intact(qtbot, make_window):
+    engine = FakeEngine(fail_at_step=2, fail_message="out of memory on the fake device")
+    window = make_window(engine)
+    image = np.full((64, 64, 3), 77, np.uint8)
+    window.doc.set_image(image)
+    with qtbot.waitSignal(window.client.failed, timeout=5000):
+        start_with_keyboard(qtbot, window)
+    assert "out of memory on the fake device" in window.last_error
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert boxes and "out of memory" in boxes[0].text()
+    assert window.doc.image is image and window.history.items == []
+    engine.fail_at_step = None  # the app is still usable
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+
+
+def test_a_crash_inside_the_engine_becomes_a_message(qtbot, make_window):
+    window = make_window(FakeEngine(fail_at_step=1, crash=True, fail_message="boom"))
+    with qtbot.waitSignal(window.client.failed, timeout=5000):
+        start_with_keyboard(qtbot, window)
+    assert window.last_error.endswith("RuntimeError: boom")
+    assert "Traceback" not in window.last_error
+
+
+def test_a_failed_model_load_says_why_and_keeps_the_app_usable(qtbot, make_window):
+    window = make_window(FakeEngine(fail_load="model.safetensors: not a checkpoint"), load=False)
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.start()
+    assert "not a checkpoint" in window.last_error
+    assert window.model_label.text() == "No model loaded"
+    window.tool.press(3, 3)
+    window.tool.release(9, 9)
+    assert window.doc.mask.any()  # still editable
+    window.generation.generate()
+    assert "No model is loaded" in window.last_error
+
+
+def test_model_loads_on_the_engine_thread_with_a_status(qtbot, make_window):
+    window = make_window(load=False)
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.start()
+        assert "Loading model" in window.model_label.text()
+    assert "built-in (fake)" in window.model_label.text()
+    assert window.factory.threads and "MainThread" not in window.factory.threads
+    assert "MainThread" not in window.engine.threads
+    assert window.engine.loads == [None]  # first run: the built-in model
+
+
+def test_inpaint_with_regions_then_restore_brings_everything_back(qtbot, make_window):
+    window = make_window()
+    doc = window.doc
+    doc.set_image(np.full((64, 64, 3), 50, np.uint8))
+    window.tool.set_shape("rect")
+    window.tool.press(8, 8)
+    window.tool.release(40, 40)
+    region = window.regions.add("ball")
+    window.tool.press(20, 20)
+    window.tool.release(50, 60)
+    window.panel.prompt.setPlainText("a red ball on grass")
+    with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+        window.generation.generate()
+    item = added.args[0]
+    request = item.result.request
+    assert request.kind is JobKind.INPAINT and len(request.regions) == 1
+    assert region.adherence is not None  # shown in the regions panel
+    # change everything, then restore
+    window.panel.prompt.setPlainText("something else")
+    window.panel.steps.setValue(9)
+    window.actions_.clear_mask()
+    window.regions.remove(doc.regions[0])
+    window.generation.restore_history(item)
+    assert window.panel.settings().prompt == "a red ball on grass"
+    assert window.panel.settings().seed_mode == "fixed"
+    assert window.panel.settings().seed == request.seed
+    assert np.array_equal(doc.image, request.init_image)
+    assert np.array_equal(doc.mask, request.mask)
+    assert [r.words for r in doc.regions] == ["ball"]
+    assert np.array_equal(doc.regions[0].mask, request.regions[0].mask)
+    with qtbot.waitSignal(window.client.finished, timeout=5000) as again:
+        window.generation.generate()
+    assert np.array_equal(again.args[0].image, item.image)  # same seed and inputs
+
+
+def test_closing_during_a_job_cancels_it_and_stops_the_thread(qtbot, make_window):
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))
+    start_with_keyboard(qtbot, window, steps=100)
+    window.close()
+    assert not window.client.is_running()
+    assert window.history.items == []
+
+
+def test_settings_are_remembered(qtbot, make_window):
+    window = make_window()
+    window.tool.set_size(77)
+    window.panel.prompt.setPlainText("remember me")
+    window.close()
+    again = make_window()
+    assert again.tool.size == 77
+    assert again.panel.settings().prompt == "remember me"

@@ -1,0 +1,188 @@
+"""The canvas and the mask brush, driven with real mouse events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_app_conftest as helpers
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QUndoStack
+
+from desktop_app.app.stroke import StrokeRecorder
+from desktop_app.app.tools import ToolController
+from desktop_app.document.canvas_doc import CanvasDocument
+from desktop_app.ui.canvas_view import CanvasView
+from desktop_app.ui.layers import CanvasLayers
+
+isolated_settings = helpers.isolated_settings
+no_leaked_qthreads = helpers.no_leaked_qthreads
+make_window = helpers.make_window
+
+L, R, M = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton, Qt.MouseButton.MiddleButton
+
+
+def capsule(shape, p0, p1, radius):
+    """Pixels whose centres are within radius of the segment p0..p1, by brute force."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    a, b = np.array(p0, float), np.array(p1, float)
+    d = b - a
+    t = np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / max(d @ d, 1e-12), 0, 1)
+    dist = np.hypot(xs - (a[0] + t * d[0]), ys - (a[1] + t * d[1]))
+    return dist <= radius
+
+
+@pytest.fixture
+def canvas(qtbot):
+    doc = CanvasDocument(160, 120)
+    undo = QUndoStack()
+    tool = ToolController(doc, StrokeRecorder(doc, undo), size=10.0, hardness=1.0)
+    view = CanvasView(CanvasLayers(doc), tool)
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    view.zoom, view.offset, view._fitted = view.devicePixelRatioF(), QPointF(0, 0), False
+    return doc, undo, tool, view
+
+
+def drag(qtbot, view, points, button=L):
+    qtbot.mousePress(view, button, pos=QPoint(*points[0]))
+    for p in points[1:]:
+        qtbot.mouseMove(view, QPoint(*p))
+    qtbot.mouseRelease(view, button, pos=QPoint(*points[-1]))
+
+
+def test_hard_brush_stroke_changes_exactly_the_swept_pixels(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    drag(qtbot, view, [(20, 30), (60, 30), (60, 80)])
+    expected = capsule(doc.mask.shape, (20, 30), (60, 30), 5) | capsule(
+        doc.mask.shape, (60, 30), (60, 80), 5)
+    assert np.array_equal(doc.mask > 0, expected)
+    assert set(np.unique(doc.mask)) == {0.0, 1.0}
+    assert undo.count() == 1  # one command for the whole press..release
+
+
+def test_undo_and_redo_a_stroke(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    drag(qtbot, view, [(10, 10), (50, 40)])
+    first = doc.mask.copy()
+    drag(qtbot, view, [(100, 90), (140, 60)])
+    both = doc.mask.copy()
+    assert undo.count() == 2
+    undo.undo()
+    assert np.array_equal(doc.mask, first)
+    undo.undo()
+    assert not doc.mask.any()
+    undo.redo()
+    undo.redo()
+    assert np.array_equal(doc.mask, both)
+
+
+def test_undo_keyboard_shortcuts_in_the_window(qtbot, make_window):
+    window = make_window(load=False)
+    view = window.view
+    start = view.to_widget_rect(10, 10, 10, 10).topLeft().toPoint()
+    end = view.to_widget_rect(50, 50, 50, 50).topLeft().toPoint()
+    drag(qtbot, view, [(start.x(), start.y()), (end.x(), end.y())])
+    painted = window.doc.mask.copy()
+    assert painted.any()
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert not window.doc.mask.any()
+    qtbot.keyClick(view, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert np.array_equal(window.doc.mask, painted)
+
+
+def test_right_button_erases_and_soft_brush_feathers(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    tool.set_size(30)
+    drag(qtbot, view, [(40, 40), (120, 40)])
+    assert doc.mask[40, 80] == 1.0
+    tool.set_size(10)
+    drag(qtbot, view, [(80, 20), (80, 60)], button=R)
+    assert doc.mask[40, 80] == 0.0 and doc.mask[40, 60] == 1.0
+    tool.set_hardness(0.0)
+    tool.set_size(40)
+    doc.mask[:] = 0
+    drag(qtbot, view, [(80, 60), (80, 60)])
+    ring = doc.mask[60, 80 + 12:80 + 19]
+    assert np.all((ring > 0) & (ring < 1))  # feathered edge
+    assert np.all(np.diff(ring) < 0)  # falling off outwards
+
+
+def test_stroke_undo_stores_only_the_changed_rectangle(qtbot):
+    doc = CanvasDocument(4096, 4096)
+    undo = QUndoStack()
+    rec = StrokeRecorder(doc, undo)
+    tool = ToolController(doc, rec, size=20.0, hardness=1.0)
+    tool.press(2000.0, 2000.0)
+    tool.move(2040.0, 2010.0)
+    tool.release(2040.0, 2010.0)
+    command = undo.command(0)
+    assert command._old.shape[0] * command._old.shape[1] < 100 * 100
+    undo.undo()
+    assert not doc.mask.any()
+
+
+def test_rectangle_and_mask_operations_are_undoable(qtbot, make_window):
+    window = make_window(load=False)
+    doc, tool = window.doc, window.tool
+    tool.set_shape("rect")
+    tool.press(10, 12)
+    tool.move(20, 30)
+    tool.release(29, 39)
+    assert doc.mask[12:40, 10:30].all() and doc.mask.sum() == 20 * 28
+    window.actions_.grow_mask(2)
+    assert doc.mask[10:42, 8:32].all() and doc.mask.sum() == 24 * 32
+    window.actions_.invert_mask()
+    assert doc.mask[0, 0] == 1 and doc.mask[20, 20] == 0
+    window.actions_.clear_mask()
+    assert not doc.mask.any()
+    for _ in range(3):
+        window.undo.undo()
+    assert doc.mask.sum() == 20 * 28
+
+
+def test_overlay_follows_the_mask_incrementally(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    layers = view._layers
+    drag(qtbot, view, [(30, 30), (31, 30)])
+    alpha = layers.mask.buf[..., 3]
+    assert np.array_equal(alpha > 0, doc.mask > 0)
+    undo.undo()
+    assert not layers.mask.buf[..., 3].any()
+
+
+def test_wheel_zoom_keeps_the_point_under_the_cursor(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    anchor = QPointF(100, 80)
+    before = view.to_image(anchor)
+    view.set_zoom(view.zoom * 2, anchor)
+    assert view.to_image(anchor) == pytest.approx(before)
+    view.fit()
+    rect = view.canvas_rect()
+    assert rect.width() <= view.width() and rect.height() <= view.height()
+    view.actual_size()
+    assert view.zoom == 1.0
+
+
+def test_space_drag_pans_instead_of_painting(qtbot, canvas):
+    doc, undo, tool, view = canvas
+    qtbot.keyPress(view, Qt.Key.Key_Space)
+    drag(qtbot, view, [(50, 50), (80, 70)])
+    qtbot.keyRelease(view, Qt.Key.Key_Space)
+    assert not doc.mask.any()
+    assert (view.offset.x(), view.offset.y()) == (30, 20)
+    drag(qtbot, view, [(50, 50), (60, 50)], button=M)
+    assert not doc.mask.any() and view.offset.x() == 40
+
+
+def test_brush_size_keys(qtbot, make_window):
+    window = make_window(load=False)
+    size = window.tool.size
+    qtbot.keyClick(window.view, Qt.Key.Key_BracketRight)
+    assert window.tool.size > size
+    qtbot.keyClick(window.view, Qt.Key.Key_BracketLeft)
+    qtbot.keyClick(window.view, Qt.Key.Key_BracketLeft)
+    assert window.tool.size < size
