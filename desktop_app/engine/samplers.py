@@ -3,6 +3,7 @@ the predicted x0 and the noise level without changing any number the sampler com
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -77,11 +78,15 @@ def install_hooks(scheduler, on_x0: Callable[[Any], None],
     every UNet call, so the sigma passed on is the one the UNet is about to see)."""
     step, scale = scheduler.step, scheduler.scale_model_input
 
+    # functools.wraps keeps the signature visible: pipelines inspect it to decide whether to
+    # pass `generator` (ancestral noise) and `eta`; hiding it would make Euler a unseeded.
+    @functools.wraps(step)
     def hooked_step(*args, **kwargs):
         out = step(*args, **kwargs)
         on_x0(_x0_of(scheduler, out))
         return out
 
+    @functools.wraps(scale)
     def hooked_scale(sample, timestep=None, *args, **kwargs):
         if on_sigma is not None and timestep is not None:
             on_sigma(sigma_at(scheduler, timestep))

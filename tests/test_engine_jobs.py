@@ -1,0 +1,238 @@
+"""The engine runs every job kind on tiny random models shaped like each supported family."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from desktop_app.document.job import JobCancelled, JobKind, JobRequest, Region, RequestError
+
+SIZE = 64
+MODELS = ["tiny_sd", "tiny_sd_inpaint", "tiny_sdxl", "tiny_builtin"]
+_ENGINES: dict[str, object] = {}
+
+
+@pytest.fixture
+def engine_for(request):
+    """An engine per tiny model, loaded once for the whole session (loading is the slow part)."""
+
+    def get(name: str):
+        if name not in _ENGINES:
+            from desktop_app.engine import Engine
+
+            engine = Engine(device="cpu")
+            engine.preview_max_per_second = 0  # every step, so step numbers can be checked
+            engine.load(request.getfixturevalue(name))
+            _ENGINES[name] = engine
+        return _ENGINES[name]
+
+    return get
+
+
+def _init_image() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def _mask() -> np.ndarray:
+    m = np.zeros((SIZE, SIZE), np.float32)
+    m[16:40, 20:52] = 1.0
+    return m
+
+
+def _request(kind: JobKind, **kw) -> JobRequest:
+    base = dict(kind=kind, prompt="a red cat on a blue sofa", steps=3, width=SIZE, height=SIZE,
+                seed=42, cfg_scale=5.0, strength=0.7)
+    if kind is not JobKind.TEXT_TO_IMAGE:
+        base["init_image"] = _init_image()
+    if kind is JobKind.INPAINT:
+        base["mask"] = _mask()
+    base.update(kw)
+    return JobRequest(**base)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("kind", list(JobKind))
+def test_every_job_kind_runs_on_every_model_kind(engine_for, model, kind):
+    engine = engine_for(model)
+    previews = []
+    result = engine.run(_request(kind), job_id=5, on_preview=previews.append)
+    assert result.image.shape == (SIZE, SIZE, 3) and result.image.dtype == np.uint8
+    assert result.image.std() > 0  # a real decoded picture, not a blank buffer
+    assert result.job_id == 5 and result.warnings == ()
+    # img2img/inpaint at strength 0.7 over 3 steps denoise int(3 * 0.7) = 2 of them
+    total = 3 if kind is JobKind.TEXT_TO_IMAGE else 2
+    assert [p.step for p in previews] == list(range(1, total + 1))
+    assert all(p.total == total and p.job_id == 5 for p in previews)
+    assert all(p.image.dtype == np.uint8 and p.image.ndim == 3 and p.image.shape[2] == 3
+               for p in previews)
+
+
+def test_model_info_describes_each_family(engine_for):
+    families = {m: engine_for(m).model_info for m in MODELS}
+    assert {m: i.family for m, i in families.items()} == {
+        "tiny_sd": "sd1", "tiny_sd_inpaint": "sd1", "tiny_sdxl": "sdxl", "tiny_builtin": "builtin"}
+    assert families["tiny_sd"].inpaint_channels == 4
+    assert families["tiny_sd_inpaint"].inpaint_channels == 9
+    assert families["tiny_builtin"].inpaint_channels == 9
+    assert all(i.default_size == SIZE and i.device == "cpu" and i.dtype == "float32"
+               for i in families.values())
+    assert "lcm" not in families["tiny_sd"].samplers
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_a", "ddim", "dpmpp_2m"])
+def test_every_sampler_runs_and_gives_its_own_image(engine_for, sampler):
+    engine = engine_for("tiny_sd")
+    previews = []
+    image = engine.run(_request(JobKind.TEXT_TO_IMAGE, sampler=sampler),
+                       on_preview=previews.append).image
+    euler = engine.run(_request(JobKind.TEXT_TO_IMAGE, sampler="euler")).image
+    assert [p.step for p in previews] == [1, 2, 3]
+    if sampler != "euler":
+        assert not np.array_equal(image, euler)
+
+
+def test_lcm_on_a_model_without_lcm_support_is_a_request_error(engine_for):
+    with pytest.raises(RequestError, match="LCM"):
+        engine_for("tiny_sd").run(_request(JobKind.TEXT_TO_IMAGE, sampler="lcm"))
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_sdxl", "tiny_builtin"])
+def test_same_request_and_seed_gives_bit_identical_images(engine_for, model):
+    engine = engine_for(model)
+    req = _request(JobKind.TEXT_TO_IMAGE, sampler="euler_a")  # ancestral: noise every step
+    first = engine.run(req).image
+    engine.run(req.replace(seed=43))  # something else in between must not leak state
+    assert np.array_equal(first, engine.run(req).image)
+    assert not np.array_equal(first, engine.run(req.replace(seed=43)).image)
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_sd_inpaint", "tiny_sdxl", "tiny_builtin"])
+@pytest.mark.parametrize("only_masked", [False, True])
+def test_inpaint_keeps_every_unmasked_pixel_bit_exact(engine_for, model, only_masked):
+    req = _request(JobKind.INPAINT, mask_feather=4.0, mask_grow=2,
+                   inpaint_only_masked=only_masked, inpaint_padding=4)
+    image = engine_for(model).run(req).image
+    from desktop_app.document import mask_ops
+
+    soft = mask_ops.prepare(req.mask, 2, 4.0)
+    outside = soft == 0
+    assert outside.sum() > 1000
+    assert np.array_equal(image[outside], req.init_image[outside])
+    inside = req.mask > 0
+    assert np.abs(image[inside].astype(int) - req.init_image[inside]).mean() > 5
+
+
+def test_text_to_image_on_a_9_channel_model_ignores_no_pixel(engine_for):
+    # An all-ones mask: the whole picture is generated, no black init leaks through.
+    image = engine_for("tiny_sd_inpaint").run(_request(JobKind.TEXT_TO_IMAGE)).image
+    assert image.mean() > 5
+
+
+def test_cancel_after_step_k_raises_and_sends_no_more_previews(engine_for):
+    engine = engine_for("tiny_sd")
+    cancel = threading.Event()
+    previews = []
+
+    def on_preview(p):
+        previews.append(p)
+        if p.step == 2:
+            cancel.set()
+
+    with pytest.raises(JobCancelled):
+        engine.run(_request(JobKind.TEXT_TO_IMAGE, steps=4), job_id=9, on_preview=on_preview,
+                   cancel=cancel)
+    assert [p.step for p in previews] == [1, 2]
+    # The engine is fine afterwards.
+    assert engine.run(_request(JobKind.TEXT_TO_IMAGE)).image.shape == (SIZE, SIZE, 3)
+
+
+def test_cancel_set_before_the_job_starts(engine_for):
+    cancel = threading.Event()
+    cancel.set()
+    previews = []
+    with pytest.raises(JobCancelled):
+        engine_for("tiny_sd").run(_request(JobKind.TEXT_TO_IMAGE), on_preview=previews.append,
+                                  cancel=cancel)
+    assert previews == []
+
+
+def test_previews_are_throttled_but_the_last_step_always_arrives(engine_for):
+    engine = engine_for("tiny_sd")
+    engine.preview_max_per_second = 0.001  # one preview per 1000 s
+    previews = []
+    try:
+        engine.run(_request(JobKind.TEXT_TO_IMAGE, steps=4), on_preview=previews.append)
+    finally:
+        engine.preview_max_per_second = 0
+    assert [p.step for p in previews] == [1, 4]
+
+
+def test_builtin_previews_use_its_latent_rgb_json(engine_for, tiny_builtin):
+    import json
+
+    from desktop_app.engine.previews import latent_rgb_for
+
+    projector = latent_rgb_for("builtin", tiny_builtin)
+    matrix = json.loads((tiny_builtin / "latent_rgb.json").read_text())["matrix"]
+    assert np.allclose(projector.matrix.numpy(), np.array(matrix))
+    assert engine_for("tiny_builtin").model_info.preview == "latent_rgb"
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_builtin"])
+def test_a_10000_character_prompt_is_truncated_with_a_warning(engine_for, model):
+    result = engine_for(model).run(_request(JobKind.TEXT_TO_IMAGE, prompt="cat " * 2500))
+    assert result.image.shape == (SIZE, SIZE, 3)
+    assert len(result.warnings) == 1 and "the model reads only the first" in result.warnings[0]
+
+
+@pytest.mark.parametrize("steps", [0, -3])
+def test_zero_or_negative_steps_is_a_request_error(engine_for, steps):
+    with pytest.raises(RequestError, match="steps"):
+        engine_for("tiny_sd").run(_request(JobKind.TEXT_TO_IMAGE, steps=steps))
+
+
+def test_too_few_steps_for_the_strength_is_a_request_error(engine_for):
+    with pytest.raises(RequestError, match="strength"):
+        engine_for("tiny_sd").run(_request(JobKind.IMAGE_TO_IMAGE, steps=1, strength=0.5))
+
+
+def test_mask_of_another_size_is_a_request_error(engine_for):
+    with pytest.raises(RequestError, match="mask is 32x32"):
+        engine_for("tiny_sd").run(_request(JobKind.INPAINT, mask=np.ones((32, 32), np.float32)))
+
+
+def test_mask_shrunk_to_nothing_is_a_request_error(engine_for):
+    with pytest.raises(RequestError, match="empty"):
+        engine_for("tiny_sd").run(_request(JobKind.INPAINT, mask_grow=-20))
+
+
+def test_regions_run_paint_with_words_and_report_adherence(engine_for):
+    region = np.zeros((SIZE, SIZE), np.float32)
+    region[:, :32] = 1.0
+    req = _request(JobKind.TEXT_TO_IMAGE, regions=(Region(words="red cat", mask=region),))
+    previews = []
+    result = engine_for("tiny_sd").run(req, on_preview=previews.append, attention_maps=True)
+    plain = engine_for("tiny_sd").run(req.replace(regions=()))
+    assert len(result.region_adherence) == 1 and 0.0 <= result.region_adherence[0] <= 1.0
+    assert not np.array_equal(result.image, plain.image)  # the bias changed the picture
+    assert previews[-1].attention and all(
+        m.dtype == np.float32 for m in previews[-1].attention.values())
+
+
+def test_out_of_memory_becomes_an_engine_error_with_advice(engine_for, monkeypatch):
+    from desktop_app.document.job import EngineError
+
+    engine = engine_for("tiny_sd")
+    pipe = engine._pipeline("txt2img")
+
+    def explode(**kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(type(pipe), "__call__", lambda self, **kw: explode(**kw))
+    with pytest.raises(EngineError, match="out of memory at 64x64.*smaller size"):
+        engine.run(_request(JobKind.TEXT_TO_IMAGE))
+    monkeypatch.undo()
+    assert engine.run(_request(JobKind.TEXT_TO_IMAGE)).image.shape == (SIZE, SIZE, 3)

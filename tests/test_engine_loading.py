@@ -1,0 +1,128 @@
+"""Loading models: clear one-line errors naming the file, pickles refused, built-in default."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from desktop_app.document.job import EngineError
+
+
+@pytest.fixture
+def engine():
+    from desktop_app.engine import Engine
+
+    return Engine(device="cpu")
+
+
+@pytest.fixture
+def sd_copy(tiny_sd, tmp_path):
+    """A private copy the test may break."""
+    return shutil.copytree(tiny_sd, tmp_path / "model")
+
+
+def test_a_folder_loads_once_and_stays_loaded(engine, tiny_sd):
+    info = engine.load(tiny_sd)
+    assert info.family == "sd1" and info.name == tiny_sd.name
+    unet = engine._model.pipe.unet
+    assert engine.load(tiny_sd) is info and engine._model.pipe.unet is unet
+
+
+def test_missing_folder_names_it(engine, tmp_path):
+    with pytest.raises(EngineError, match="nowhere: no such file or folder"):
+        engine.load(tmp_path / "nowhere")
+
+
+def test_a_folder_that_is_not_a_model(engine, tmp_path):
+    with pytest.raises(EngineError, match="no model_index.json"):
+        engine.load(tmp_path)
+
+
+def test_missing_component_names_the_folder(engine, sd_copy):
+    shutil.rmtree(sd_copy / "vae")
+    with pytest.raises(EngineError, match=r"vae: component folder missing"):
+        engine.load(sd_copy)
+
+
+def test_corrupt_safetensors_names_the_file(engine, sd_copy):
+    weights = next((sd_copy / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+    with pytest.raises(EngineError, match=rf"{weights.name}: not a valid .safetensors file"):
+        engine.load(sd_copy)
+
+
+def test_unreadable_config_names_the_file(engine, sd_copy):
+    (sd_copy / "unet" / "config.json").write_text("{not json")
+    with pytest.raises(EngineError, match=r"unet/config.json: unreadable JSON"):
+        engine.load(sd_copy)
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".pth", ".bin"])
+def test_pickle_files_are_refused_with_a_conversion_hint(engine, tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"not even opened")
+    with pytest.raises(EngineError) as err:
+        engine.load(path)
+    message = str(err.value)
+    assert path.name in message and "arbitrary code" in message and "safetensors" in message
+
+
+def test_a_diffusers_folder_with_pickled_weights_is_refused(engine, sd_copy):
+    weights = next((sd_copy / "vae").glob("*.safetensors"))
+    weights.rename(sd_copy / "vae" / "diffusion_pytorch_model.bin")
+    with pytest.raises(EngineError, match="diffusion_pytorch_model.bin: refusing"):
+        engine.load(sd_copy)
+
+
+def test_a_file_of_another_kind_is_refused(engine, tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"\x89PNG")
+    with pytest.raises(EngineError, match="photo.png: not a model"):
+        engine.load(path)
+
+
+def test_builtin_model_defaults_to_dc_model(engine, tiny_builtin, monkeypatch):
+    monkeypatch.setenv("DC_MODEL", str(tiny_builtin))
+    info = engine.load()
+    assert info.family == "builtin" and info.inpaint_channels == 9
+
+
+def test_missing_builtin_model_is_a_clear_error(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("DC_MODEL", str(tmp_path / "builtin"))
+    with pytest.raises(EngineError, match="built-in model is not installed"):
+        engine.load()
+
+
+def test_builtin_path_is_models_builtin_in_the_repo(monkeypatch):
+    import desktop_app
+    from desktop_app.engine.loading import builtin_path
+
+    monkeypatch.delenv("DC_MODEL", raising=False)
+    from pathlib import Path
+
+    repo = Path(desktop_app.__file__).resolve().parents[1]
+    assert builtin_path() == repo / "models" / "builtin"
+
+
+def test_device_choice():
+    import torch
+
+    from desktop_app.engine.loading import choose_device
+
+    assert choose_device("cpu") == (torch.device("cpu"), torch.float32)
+    assert choose_device("cpu", "bfloat16") == (torch.device("cpu"), torch.bfloat16)
+    device, dtype = choose_device("auto")
+    if not torch.cuda.is_available():
+        assert device.type in ("cpu", "mps") and dtype == torch.float32
+    with pytest.raises(EngineError, match="unknown device"):
+        choose_device("tpu")
+    with pytest.raises(EngineError, match="unknown dtype"):
+        choose_device("cpu", "int3")
+
+
+def test_run_without_a_model_is_an_engine_error(engine):
+    from desktop_app.document.job import JobKind, JobRequest
+
+    with pytest.raises(EngineError, match="no model is loaded"):
+        engine.run(JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="x", width=64, height=64))
