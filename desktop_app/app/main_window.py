@@ -85,6 +85,9 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Room for a vertical scrollbar too, or the panel's right edge gets cut off.
+        scroll.setMinimumWidth(self.panel.sizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 4)
         tabs.addTab(scroll, "Generate")
         tabs.addTab(self.regions_panel, "Regions")
         self.tabs = tabs

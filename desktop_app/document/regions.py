@@ -12,9 +12,10 @@ import numpy as np
 from desktop_app.document.job import Region
 
 # Distinct, readable on photos and on the grey empty canvas.
+# No reds or pinks: the inpaint mask is shown in red.
 PALETTE = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 190), (0, 128, 128),
+    (0, 130, 200), (255, 200, 0), (145, 30, 180), (60, 180, 75), (245, 130, 48),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40),
 )
 
 

@@ -12,7 +12,7 @@ from desktop_app.app.imaging import rgb_to_qimage
 from desktop_app.app.qt_compat import emit
 from desktop_app.ui.layers import heat_colours
 
-TILE = 56
+TILE = 44
 
 
 class AttentionStrip(QScrollArea):
@@ -28,7 +28,7 @@ class AttentionStrip(QScrollArea):
         self._row.addStretch(1)
         self.setWidget(self._inner)
         self.setWidgetResizable(True)
-        self.setFixedHeight(TILE + 40)
+        self.setFixedHeight(TILE + 34)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setToolTip("Where each word attends; hover to see it on the canvas")

@@ -154,12 +154,15 @@ class CanvasView(QWidget):
     def _paint_layers(self, p: QPainter, src: QRectF, dst: QRectF) -> None:
         layers = self._layers
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
-        if layers.preview is not None:
+        if layers.preview is not None:  # latent-sized: always smooth, never blocky
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             p.drawImage(self.canvas_rect(), layers.preview)
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
         elif layers.image is not None:
             p.drawImage(dst, layers.image, src)
         else:
             p.fillRect(dst, EMPTY_FILL)
+            self._paint_hint(p)
         if self.region_opacity > 0:
             p.setOpacity(self.region_opacity)
             p.drawImage(dst, layers.regions.image, src)
@@ -170,6 +173,13 @@ class CanvasView(QWidget):
             p.setOpacity(0.7)
             p.drawImage(self.canvas_rect(), layers.highlight)
         p.setOpacity(1.0)
+
+    def _paint_hint(self, p: QPainter) -> None:
+        w, h = self._layers.size
+        p.setPen(QColor(120, 120, 120))
+        p.drawText(self.canvas_rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                   f"Empty canvas {w} × {h}\n\nType a prompt and press Ctrl+Enter,\n"
+                   "or open, drop or paste an image to work on")
 
     def _paint_decorations(self, p: QPainter) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)

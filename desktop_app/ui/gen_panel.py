@@ -50,7 +50,7 @@ class GenerationPanel(QWidget):
         self._base = GenerationSettings()
         self._last_seed: int | None = None
         self.prompt = _text_box("Describe the picture… (Ctrl+Enter generates)", 4)
-        self.negative = _text_box("Negative prompt: what to avoid", 2)
+        self.negative = _text_box("Negative prompt: what to avoid", 1)
         self.prompt.textChanged.connect(self._on_prompt_changed)
         self._prompt_box = QVBoxLayout()
         self._prompt_box.addWidget(QLabel("Prompt"))
@@ -83,19 +83,20 @@ class GenerationPanel(QWidget):
         self.reuse_seed.setEnabled(False)
         self.reuse_seed.clicked.connect(self._on_reuse_seed)
         seed_row = QHBoxLayout()
-        for w in (self.seed_mode, self.seed, self.reuse_seed):
-            seed_row.addWidget(w)
+        for w, stretch in ((self.seed_mode, 0), (self.seed, 1), (self.reuse_seed, 0)):
+            seed_row.addWidget(w, stretch)
         self.width_box = QSpinBox(minimum=8, maximum=MAX_SIDE, singleStep=8, value=512)
         self.height_box = QSpinBox(minimum=8, maximum=MAX_SIDE, singleStep=8, value=512)
         for box_ in (self.width_box, self.height_box):
             box_.setKeyboardTracking(False)
             box_.valueChanged.connect(self._on_size_edited)
         size_row = QHBoxLayout()
-        size_row.addWidget(self.width_box)
+        size_row.addWidget(self.width_box, 1)
         size_row.addWidget(QLabel("×"))
-        size_row.addWidget(self.height_box)
+        size_row.addWidget(self.height_box, 1)
         self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.75)
         self.kind_label = QLabel()
+        self.kind_label.setWordWrap(True)
         self.kind_label.setStyleSheet("color: palette(mid); font-style: italic")
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)

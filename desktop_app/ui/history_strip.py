@@ -19,7 +19,7 @@ from desktop_app.app.imaging import rgb_to_qimage
 from desktop_app.app.qt_compat import emit
 from desktop_app.document.history import HistoryItem
 
-THUMB = 96
+THUMB = 80
 
 
 class HistoryStrip(QWidget):
@@ -51,6 +51,7 @@ class HistoryStrip(QWidget):
         layout.setContentsMargins(4, 2, 4, 2)
         layout.addWidget(self.list, 1)
         layout.addLayout(side)
+        self.setMaximumHeight(THUMB + 56)
 
     def _thumbnail(self, item: HistoryItem) -> QIcon:
         dpr = self.devicePixelRatioF()

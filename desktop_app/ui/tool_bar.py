@@ -3,12 +3,26 @@ the overlays' opacity. It edits the ToolController and the canvas view, nothing 
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QWidget
 
-from desktop_app.app.tools import MAX_SIZE, ToolController
+from desktop_app.app.tools import MAX_SIZE, MIN_SIZE, ToolController
 from desktop_app.ui.canvas_view import CanvasView
+
+
+SIZE_STEPS = 1000  # the size slider is logarithmic: 1 px and 1024 px both stay reachable
+
+
+def size_to_slider(size: float) -> int:
+    span = math.log(MAX_SIZE / MIN_SIZE)
+    return round(SIZE_STEPS * math.log(max(MIN_SIZE, size) / MIN_SIZE) / span)
+
+
+def slider_to_size(value: int) -> float:
+    return MIN_SIZE * math.exp(value / SIZE_STEPS * math.log(MAX_SIZE / MIN_SIZE))
 
 
 def _slider(lo: int, hi: int, value: int, tip: str, width: int = 110) -> QSlider:
@@ -43,7 +57,7 @@ class ToolBar(QToolBar):
         self.erase_action.toggled.connect(tool.set_erase)
         self.addAction(self.erase_action)
         self.addSeparator()
-        self.size = _slider(1, int(MAX_SIZE), int(tool.size), "Brush size ([ and ])")
+        self.size = _slider(0, SIZE_STEPS, size_to_slider(tool.size), "Brush size ([ and ])")
         self.size_label = QLabel()
         self.hardness = _slider(0, 100, int(tool.hardness * 100),
                                 "Hardness: lower feathers the brush edge", 80)
@@ -65,7 +79,7 @@ class ToolBar(QToolBar):
 
     def _sync(self) -> None:
         self.size.blockSignals(True)
-        self.size.setValue(int(round(self._tool.size)))
+        self.size.setValue(size_to_slider(self._tool.size))
         self.size.blockSignals(False)
         self.size_label.setText(f"{int(round(self._tool.size))} px")
         self.erase_action.blockSignals(True)
@@ -79,7 +93,7 @@ class ToolBar(QToolBar):
         self._tool.set_shape("rect")
 
     def _on_size(self, value: int) -> None:
-        self._tool.set_size(value)
+        self._tool.set_size(round(slider_to_size(value)))
 
     def _on_hardness(self, value: int) -> None:
         self._tool.set_hardness(value / 100.0)

@@ -1,0 +1,128 @@
+"""The regions panel and region painting: add/remove/rename, words from the prompt's selection,
+the inline warning, painting with brush and rectangle, undo/redo, snapshot, layout round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_app_conftest as helpers
+from PySide6.QtGui import QTextCursor
+
+from desktop_app.document.job import JobKind
+from desktop_app.document.regions import words_in_prompt
+
+isolated_settings = helpers.isolated_settings
+no_leaked_qthreads = helpers.no_leaked_qthreads
+make_window = helpers.make_window
+
+
+def select_in_prompt(panel, text: str, word: str) -> None:
+    panel.prompt.setPlainText(text)
+    cursor = panel.prompt.textCursor()
+    start = text.index(word)
+    cursor.setPosition(start)
+    cursor.setPosition(start + len(word), QTextCursor.MoveMode.KeepAnchor)
+    panel.prompt.setTextCursor(cursor)
+
+
+def test_add_region_from_the_prompt_selection_and_paint_it(qtbot, make_window):
+    window = make_window(load=False)
+    select_in_prompt(window.panel, "a blue cat on a sofa", "blue cat")
+    window.regions_panel.add_button.click()
+    region = window.doc.regions[0]
+    assert region.words == "blue cat" and window.tool.target == "region"
+    assert not window.regions_panel.warning.isVisibleTo(window.regions_panel)
+    window.tool.set_shape("rect")
+    window.tool.press(4, 6)
+    window.tool.release(19, 29)
+    assert region.mask[6:30, 4:20].all() and region.mask.sum() == 16 * 24
+    assert not window.doc.mask.any()  # the inpaint mask is untouched
+    window.undo.undo()
+    assert not region.mask.any()
+    window.undo.redo()
+    assert region.mask.sum() == 16 * 24
+    overlay = window.layers.regions.buf
+    assert overlay[10, 10, 3] > 0 and overlay[40, 40, 3] == 0
+
+
+def test_words_not_in_the_prompt_warn_inline(qtbot, make_window):
+    window = make_window(load=False)
+    window.panel.prompt.setPlainText("a cat on a sofa")
+    region = window.regions.add("dog")
+    panel = window.regions_panel
+    assert panel.warning.isVisibleTo(panel) and "dog" in panel.warning.text()
+    window.regions.set_words(region, "sofa")
+    panel.check_words()
+    assert not panel.warning.isVisibleTo(panel)
+    window.panel.prompt.setPlainText("a cat on a bed")  # editing the prompt re-checks
+    assert panel.warning.isVisibleTo(panel)
+
+
+@pytest.mark.parametrize("words,prompt,found", [
+    ("blue cat", "A Blue cat, sitting", True),
+    ("cat", "a catalogue", False),
+    ("sofa", "cat on a sofa.", True),
+    ("", "anything", False),
+])
+def test_words_in_prompt(words, prompt, found):
+    assert words_in_prompt(words, prompt) is found
+
+
+def test_regions_panel_edits_and_removal_are_undoable(qtbot, make_window):
+    window = make_window(load=False)
+    panel = window.regions_panel
+    panel.add_button.click()
+    panel.add_button.click()
+    assert [r.name for r in window.doc.regions] == ["Region 1", "Region 2"]
+    assert window.doc.regions[0].colour != window.doc.regions[1].colour
+    item = panel.list.item(1)
+    item.setText("sky")
+    assert window.doc.regions[1].name == "sky"
+    panel.strength.setValue(2.5)
+    assert window.doc.regions[1].strength == 2.5
+    panel.remove_button.click()
+    assert [r.name for r in window.doc.regions] == ["Region 1"]
+    window.undo.undo()
+    assert [r.name for r in window.doc.regions] == ["Region 1", "sky"]
+
+
+def test_regions_go_into_the_request_on_top_of_the_job_kind(qtbot, make_window):
+    window = make_window(load=False)
+    window.panel.prompt.setPlainText("a red ball")
+    region = window.regions.add("red ball")
+    window.tool.press(30, 30)
+    window.tool.release(30, 30)
+    empty = window.regions.add("unused")  # never painted: not sent
+    request = window.doc.snapshot(window.panel.settings())
+    assert request.kind is JobKind.TEXT_TO_IMAGE
+    assert [r.words for r in request.regions] == ["red ball"]
+    assert np.array_equal(request.regions[0].mask, region.mask)
+    assert empty.mask.sum() == 0
+    region.mask[0, 0] = 1.0  # the request is a frozen copy
+    assert request.regions[0].mask[0, 0] == 0.0
+    request.validate()
+
+
+def test_layout_save_and_load_round_trip(qtbot, make_window, tmp_path):
+    pytest.importorskip("desktop_app.document.layout")
+    window = make_window(load=False)
+    a = window.regions.add("red ball")
+    window.tool.set_shape("rect")
+    window.tool.press(2, 2)
+    window.tool.release(20, 30)
+    window.regions.set_strength(a, 1.5)
+    window.regions.add("green grass")
+    window.tool.press(30, 40)
+    window.tool.release(60, 60)
+    saved = [(r.words, r.strength, r.mask.copy()) for r in window.doc.regions]
+    path = tmp_path / "layout.json"
+    assert window.actions_.save_layout(str(path)), window.last_error
+    window.regions.remove(window.doc.regions[0])
+    window.regions.remove(window.doc.regions[0])
+    assert window.actions_.load_layout(str(path)), window.last_error
+    loaded = [(r.words, r.strength, r.mask) for r in window.doc.regions]
+    assert [(w, s) for w, s, _ in loaded] == [(w, s) for w, s, _ in saved]
+    for (_, _, m1), (_, _, m2) in zip(loaded, saved, strict=True):
+        assert np.abs(m1 - m2).max() < 1 / 255 + 1e-6
+    window.undo.undo()
+    assert window.doc.regions == []
