@@ -172,7 +172,7 @@ class DocumentActions(QObject):
             from desktop_app.document.layout import save_layout
 
             regions = tuple(r.to_region() for r in self._doc.regions)
-            save_layout(path, regions, self._doc.size)
+            save_layout(path, regions, *self._doc.size)
         except ImportError:
             emit(self.error, "Region layouts are not available in this build")
             return False
@@ -186,7 +186,7 @@ class DocumentActions(QObject):
         try:
             from desktop_app.document.layout import load_layout
 
-            regions = load_layout(path, self._doc.size)
+            regions = load_layout(path, *self._doc.size)
         except ImportError:
             emit(self.error, "Region layouts are not available in this build")
             return False
