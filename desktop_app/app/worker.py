@@ -74,7 +74,8 @@ class EngineWorker(QObject):
                 self._engine = self._factory(device)
             info = self._engine.load(path)
         except Exception as exc:  # any failure must reach the user as a message
-            log.exception("model load failed")
+            if not isinstance(exc, EngineError):
+                log.exception("model load failed")
             emit(self.model_failed, describe_error(exc))
             return
         emit(self.model_loaded, info)
