@@ -3,6 +3,7 @@ one-line errors with a non-zero exit code, Ctrl+C, and the real `python -m deskt
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -95,6 +96,32 @@ def test_inpaint_repaints_white_and_keeps_black(tiny_sd_inpaint, tmp_path, capsy
     assert req.kind is JobKind.INPAINT
     assert req.mask.shape == (64, 64)
     assert req.mask[:, :30].min() == 1.0 and req.mask[:, 34:].max() == 0
+
+
+def test_regions_layout_reaches_the_engine_and_the_metadata(tiny_sd, tmp_path, capsys):
+    left = np.zeros((32, 32), np.uint8)
+    left[:, :16] = 255
+    Image.fromarray(left).save(tmp_path / "left.png")
+    layout = {"version": 1, "width": 32, "height": 32, "regions": [
+        {"words": "red fox", "mask": "left.png", "strength": 1.5},
+        {"words": "blue sky", "rect": [0, 0, 32, 8], "name": "sky"},
+        {"words": "green tree", "rect": [16, 16, 16, 16]},
+    ]}
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    out = tmp_path / "pww.png"
+    code, _, err = _run(capsys, "--prompt", "a red fox under a blue sky", "--model", str(tiny_sd),
+                        "--steps", "2", "--regions", str(tmp_path / "layout.json"),
+                        "--pww-scale", "0.3", "--pww-mode", "std", "--out", str(out))
+    assert code == 0, err
+    assert any(line.startswith("warning:") and "green tree" in line for line in err.splitlines())
+    req = read_metadata(out)
+    assert (req.pww_scale, req.pww_mode) == (0.3, "std")
+    assert [(r.words, r.strength, r.name) for r in req.regions] == [
+        ("red fox", 1.5, ""), ("blue sky", 1.0, "sky"), ("green tree", 1.0, "")]
+    sky = req.regions[1].mask  # the layout's 32 px rect, scaled to the 64 px request
+    assert sky.shape == (64, 64) and sky[:16].min() == 1.0 and sky[16:].max() == 0.0
+    fox = req.regions[0].mask
+    assert fox[:, :28].min() > 0.99 and fox[:, 36:].max() < 0.01
 
 
 BAD_INPUTS = [
