@@ -241,18 +241,25 @@ def _init_size(args: argparse.Namespace, w0: int, h0: int) -> tuple[int, int]:
     return _round8(w0), _round8(h0)
 
 
-def _load_init(args: argparse.Namespace, console: Console) -> np.ndarray | None:
-    from desktop_app.document.image_io import load_image, resize_image
+def _load_inputs(args: argparse.Namespace,
+                 console: Console) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The init image (at the request size) and the mask (resized to it). Both are read before
+    the model loads, so a bad file fails in milliseconds rather than after seconds of loading."""
+    from desktop_app.document.image_io import load_image, load_mask, resize_image
 
     if args.init is None:
-        return None
+        return None, None
     image = load_image(args.init, warn=console.warn)
     h0, w0 = image.shape[:2]
     w, h = _init_size(args, w0, h0)
     if (w, h) != (w0, h0):
         console.warn(f"{args.init}: {w0}x{h0} resized to {w}x{h}")
         image = resize_image(image, w, h)
-    return image
+    mask = None if args.mask is None else load_mask(args.mask, size=(w, h), warn=console.warn)
+    if mask is not None and not np.any(mask > 0):
+        raise RequestError(f"--mask {args.mask}: the mask is empty (all black); "
+                           "paint the area to repaint in white")
+    return image, mask
 
 
 def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
@@ -269,17 +276,12 @@ def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
         raise RequestError(f"--regions {path}: bad layout ({exc})") from None
 
 
-def build_request(args: argparse.Namespace, init: np.ndarray | None, default_size: int,
-                  model_name: str, console: Console) -> JobRequest:
-    from desktop_app.document.image_io import load_mask
-
+def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.ndarray | None,
+                  default_size: int, model_name: str) -> JobRequest:
     if init is not None:
         height, width = init.shape[:2]
     else:
         width, height = args.width or default_size, args.height or default_size
-    mask = None
-    if args.mask is not None:
-        mask = load_mask(args.mask, size=(width, height), warn=console.warn)
     kind = (JobKind.INPAINT if mask is not None
             else JobKind.IMAGE_TO_IMAGE if init is not None else JobKind.TEXT_TO_IMAGE)
     regions = _load_regions(args.regions, width, height) if args.regions else ()
@@ -351,14 +353,14 @@ def generate(args: argparse.Namespace, console: Console) -> int:
     from desktop_app.document.metadata import save_png_with_metadata
 
     _check_paths(args)
-    init = _load_init(args, console)  # before the model: bad input fails in milliseconds
+    init, mask = _load_inputs(args, console)
     if args.previews is not None:
         args.previews.mkdir(parents=True, exist_ok=True)
     cancel = threading.Event()
     with cancel_on_sigint(cancel, console):
         engine = _load_engine(args, console)
         info = engine.model_info
-        request = build_request(args, init, int(info.default_size), info.name, console)
+        request = build_request(args, init, mask, int(info.default_size), info.name)
         if cancel.is_set():
             raise JobCancelled()
         console.note(f"{request.kind.value} {request.width}x{request.height}, "

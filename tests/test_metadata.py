@@ -184,3 +184,21 @@ def test_missing_arrays_fall_back_to_parameters_with_a_warning(tmp_path):
     assert len(messages) == 1 and "missing" in messages[0]
     assert fallback.prompt == req.prompt and fallback.init_image is None
     assert texts[JSON_KEY]
+
+
+@pytest.mark.parametrize("doc", [
+    '{"format": "diffusion-canvas", "version": 1, "regions": [5]}',
+    '{"format": "diffusion-canvas", "version": "one"}',
+    '{"format": "diffusion-canvas", "version": 1, "kind": "painting"}',
+    '{"format": "diffusion-canvas", "version": 1, "mask": {"blob": "mask", "encoding": "?"}}',
+    '[1, 2]',
+])
+def test_hand_edited_json_gives_one_line_naming_the_file(tmp_path, doc):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(JSON_KEY, doc)
+    save_png(tmp_path / "e.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    with pytest.raises(RequestError) as exc:
+        read_metadata(tmp_path / "e.png")
+    assert "e.png" in str(exc.value) and "\n" not in str(exc.value)

@@ -278,8 +278,9 @@ def request_from_payload(text: str, blobs: dict[str, bytes]) -> JobRequest:
         raise RequestError(f"metadata: the {JSON_KEY} JSON is damaged ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != JSON_KEY:
         raise RequestError(f"metadata: the {JSON_KEY} chunk is not ours")
-    if int(doc.get("version", 0)) > FORMAT_VERSION:
-        raise RequestError(f"metadata: written by a newer version (format {doc['version']})")
+    version = doc.get("version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise RequestError(f"metadata: unsupported format version {version!r}")
     values: dict[str, Any] = {}
     for f in _scalar_fields():
         if f.name in doc:
@@ -389,11 +390,12 @@ def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest
     if JSON_KEY in texts:
         try:
             return request_from_payload(texts[JSON_KEY], blobs)
-        except RequestError as exc:
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # hand-edited or damaged
+            why = str(exc) if isinstance(exc, RequestError) else f"metadata: damaged ({exc!r})"
             if PARAMETERS_KEY not in texts:
-                raise RequestError(f"{p}: {exc}") from None
+                raise RequestError(f"{p}: {why}") from None
             if warn is not None:
-                warn(f"{p}: {exc}; using the plain-text parameters instead")
+                warn(f"{p}: {why}; using the plain-text parameters instead")
     if PARAMETERS_KEY in texts:
         try:
             return request_from_a1111(texts[PARAMETERS_KEY])
