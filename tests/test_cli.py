@@ -240,3 +240,36 @@ def test_python_m_entry_point(tiny_sd, tmp_path):
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "nope.png" in bad.stderr
+
+
+class _Tty:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    tty = _Tty()
+    console = cli.Console(stream=tty)
+    for step in range(1, 5):
+        console.step(step, 4)
+    frames = tty.text.split("\r")[1:]
+    assert len(frames) == 4 and frames[0].startswith("step 1/4")
+    assert frames[-1].startswith("step 4/4 [########################]")
+    assert "it/s" in frames[-1] and tty.text.endswith("\n") and tty.text.count("\n") == 1
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as info:  # argparse prints help and exits
+        cli.build_parser().parse_args(["--help"])
+    assert info.value.code == 0
+    assert cli.main(["--help"]) == 0
+    assert "--inpaint-only-masked" in capsys.readouterr().out
