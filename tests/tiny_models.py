@@ -176,3 +176,96 @@ def build_tiny_builtin(out: Path) -> Path:
     pipe.save_pretrained(out, safe_serialization=True)
     (out / "latent_rgb.json").write_text(json.dumps(TINY_LATENT_RGB))
     return out
+
+
+# --- one-file checkpoints in the original (LDM) key layout -----------------------------------
+
+_RESNET_TO_LDM = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                  ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
+                  ("conv_shortcut", "skip_connection"))
+_UNET_FIXED = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+               "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+_VAE_FIXED = {"conv_norm_out": "norm_out"}
+_VAE_ATTN = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"),
+             ("to_out.0", "proj_out"))
+
+
+def _rename_all(text: str, pairs) -> str:
+    for new, old in pairs:
+        text = text.replace(new, old)
+    return text
+
+
+def _unet_key_to_ldm(key: str, per_block: int, up_has_attn: list[bool]) -> str:
+    parts = key.split(".")
+    n = per_block + 1  # LDM counts the down/up-sampler as one more layer of each level
+    for prefix, ldm in _UNET_FIXED.items():
+        if key.startswith(prefix + "."):
+            return ldm + key[len(prefix):]
+    if parts[0] == "down_blocks":
+        b, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+        if kind == "downsamplers":
+            return f"input_blocks.{(b + 1) * n}.0.op.{rest.removeprefix('conv.')}"
+        if kind == "resnets":
+            return f"input_blocks.{b * n + j + 1}.0.{_rename_all(rest, _RESNET_TO_LDM)}"
+        return f"input_blocks.{b * n + j + 1}.1.{rest}"
+    if parts[0] == "up_blocks":
+        b, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+        if kind == "upsamplers":
+            return f"output_blocks.{b * n + per_block}.{2 if up_has_attn[b] else 1}.{rest}"
+        if kind == "resnets":
+            return f"output_blocks.{b * n + j}.0.{_rename_all(rest, _RESNET_TO_LDM)}"
+        return f"output_blocks.{b * n + j}.1.{rest}"
+    if parts[0] == "mid_block":
+        kind, j, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+        if kind == "resnets":
+            return f"middle_block.{2 * j}.{_rename_all(rest, _RESNET_TO_LDM)}"
+        return f"middle_block.1.{rest}"
+    raise KeyError(key)
+
+
+def _vae_key_to_ldm(key: str, num_up: int) -> str:
+    part, _, rest = key.partition(".")  # encoder / decoder / quant_conv / post_quant_conv
+    for new, old in _VAE_FIXED.items():
+        rest = rest.replace(new, old)
+    rest = rest.replace("mid_block.resnets.0", "mid.block_1").replace(
+        "mid_block.resnets.1", "mid.block_2")
+    if "mid_block.attentions.0" in rest:
+        rest = _rename_all(rest.replace("mid_block.attentions.0", "mid.attn_1"), _VAE_ATTN)
+    bits = rest.split(".")
+    if bits[0] == "down_blocks":
+        rest = ".".join(["down", bits[1], *(["downsample"] if bits[2] == "downsamplers" else
+                                             ["block", bits[3]]), *bits[4:]])
+    elif bits[0] == "up_blocks":  # LDM numbers decoder levels from the lowest resolution up
+        level = str(num_up - 1 - int(bits[1]))
+        rest = ".".join(["up", level, *(["upsample"] if bits[2] == "upsamplers" else
+                                         ["block", bits[3]]), *bits[4:]])
+    rest = rest.replace("conv_shortcut", "nin_shortcut")
+    return f"{part}.{rest}" if rest else part
+
+
+def save_ldm_single_file(folder: Path, out: Path) -> Path:
+    """Write an SD 1.x diffusers folder as one .safetensors in the original LDM layout (the
+    inverse of diffusers' single-file conversion), for testing single-file loading offline."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    up_has_attn = [hasattr(b, "attentions") for b in unet.up_blocks]
+    state = {}
+    for k, v in unet.state_dict().items():
+        key = _unet_key_to_ldm(k, unet.config.layers_per_block, up_has_attn)
+        state["model.diffusion_model." + key] = v
+    vae = AutoencoderKL.from_pretrained(folder / "vae")
+    for k, v in vae.state_dict().items():
+        key = _vae_key_to_ldm(k, len(vae.config.up_block_types))
+        if ".mid.attn_1." in key and v.ndim == 2:
+            v = v[:, :, None, None]  # LDM's attention projections are 1x1 convolutions
+        state["first_stage_model." + key] = v
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    for k, v in text.state_dict().items():
+        # Original checkpoints name the CLIP weights with a "text_model." level.
+        state["cond_stage_model.transformer.text_model." + k.removeprefix("text_model.")] = v
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    return out

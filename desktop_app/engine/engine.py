@@ -42,6 +42,9 @@ class Engine:
         loading.quiet_libraries()
         self.preview_max_per_second = previews.MAX_PER_SECOND  # 0 = every step (tests)
         self.taesd_path: Path | None = None  # a local AutoencoderTiny folder for previews
+        # Single files take their architecture configs from engine/configs/ unless this names a
+        # diffusers folder of the same architecture to use instead.
+        self.single_file_config: Path | None = None
         self._model: loading.LoadedModel | None = None
         self._info: ModelInfo | None = None
         self._pipes: dict[str, object] = {}
@@ -61,7 +64,8 @@ class Engine:
         if self._model is not None and self._model.path == target.resolve():
             return self._info
         self._unload()
-        model = loading.load_model(target.resolve(), self.device, self.dtype)
+        model = loading.load_model(target.resolve(), self.device, self.dtype,
+                                   self.single_file_config)
         self._model = model
         self._pipes = {"base": model.pipe}
         self._projector = self._make_projector(model)

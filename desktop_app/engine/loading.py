@@ -137,7 +137,8 @@ def _check_weights(sub: Path) -> None:
         check_safetensors(w)
 
 
-def load_model(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model(path: Path, device: torch.device, dtype: torch.dtype,
+               single_file_config: Path | None = None) -> LoadedModel:
     if not path.exists():
         raise EngineError(f"{path}: no such file or folder")
     if path.is_file():
@@ -149,7 +150,7 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedMo
         from desktop_app.engine.single_file import load_single_file
 
         check_safetensors(path)
-        pipe = load_single_file(path, dtype)
+        pipe = load_single_file(path, dtype, single_file_config)
         folder = None
     else:
         pipe = _load_folder(path, dtype)

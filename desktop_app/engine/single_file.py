@@ -1,0 +1,106 @@
+"""One-file checkpoints (.safetensors in the original LDM/SGM key layout: A1111/ComfyUI style)
+loaded offline.
+
+diffusers' from_single_file normally downloads the matching diffusers configs and tokenizers
+from the hub. We give it a local config folder instead: the architecture configs for SD 1.x and
+SDXL ship in engine/configs/, and the CLIP tokenizer (vocab.json + merges.txt) is rebuilt from the
+CLIP BPE merge list shipped beside them (from the open_clip package, MIT licence).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from desktop_app.document.job import EngineError
+
+CONFIGS = Path(__file__).parent / "configs"
+BPE_FILE = CONFIGS / "clip_bpe_simple_vocab_16e6.txt.gz"
+CLIP_MERGES = 49152 - 256 - 2  # CLIP's vocabulary: 256 bytes x2, merges, 2 special tokens
+UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+PIPELINES = {"sd15": "StableDiffusionPipeline", "sd15_inpaint": "StableDiffusionInpaintPipeline",
+             "sdxl": "StableDiffusionXLPipeline", "sdxl_inpaint": "StableDiffusionXLInpaintPipeline"}
+
+
+def detect_variant(path: Path) -> str:
+    """sd15 / sd15_inpaint / sdxl / sdxl_inpaint from the tensor names (header only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        if UNET_IN not in keys:
+            raise EngineError(f"{path}: no Stable Diffusion UNet inside (no {UNET_IN}); "
+                              "only SD 1.x and SDXL single files are supported")
+        in_channels = f.get_slice(UNET_IN).get_shape()[1]
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        base = "sdxl"
+    elif any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        base = "sd15"
+    elif any(k.startswith("cond_stage_model.model.") for k in keys):
+        raise EngineError(f"{path}: an SD 2.x single file; convert it to a diffusers folder "
+                          "(diffusers' convert_original_stable_diffusion_to_diffusers.py) and "
+                          "load the folder")
+    else:
+        raise EngineError(f"{path}: unrecognised checkpoint layout (no SD 1.x or SDXL text "
+                          "encoder inside)")
+    if in_channels not in (4, 9):
+        raise EngineError(f"{path}: UNet with {in_channels} input channels is not supported")
+    return base + ("_inpaint" if in_channels == 9 else "")
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2/CLIP byte-level BPE alphabet, in CLIP's id order: the printable bytes as themselves,
+    then the other bytes mapped to unused code points from 256 up."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+            *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [chr(256 + i) for i, b in enumerate(b for b in range(256) if b not in keep)]
+    return [chr(b) for b in keep] + others
+
+
+def write_clip_tokenizer(out: Path, pad_token: str = "<|endoftext|>") -> None:
+    """vocab.json, merges.txt and tokenizer_config.json of OpenAI's CLIP tokenizer (49408 ids)."""
+    lines = gzip.decompress(BPE_FILE.read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1:CLIP_MERGES + 1]
+    alphabet = _byte_alphabet()
+    tokens = alphabet + [a + "</w>" for a in alphabet] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}),
+                                    encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
+                                    encoding="utf-8")
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
+        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>", "pad_token": pad_token}), encoding="utf-8")
+
+
+def config_folder(variant: str, out: Path) -> Path:
+    """A diffusers-layout folder of configs and tokenizers (no weights) for one variant."""
+    shutil.copytree(CONFIGS / variant, out)
+    write_clip_tokenizer(out / "tokenizer")
+    if variant.startswith("sdxl"):
+        write_clip_tokenizer(out / "tokenizer_2", pad_token="!")  # as the SDXL release has it
+    return out
+
+
+def load_single_file(path: Path, dtype, config: Path | None = None):
+    """The pipeline for a single-file checkpoint. `config` overrides the shipped config folder
+    (a diffusers folder of the same architecture, e.g. for tests)."""
+    import diffusers
+
+    variant = detect_variant(path)
+    cls = getattr(diffusers, PIPELINES[variant])
+    with tempfile.TemporaryDirectory(prefix="dc-config-") as tmp:
+        folder = config if config is not None else config_folder(variant, Path(tmp) / variant)
+        extra = {} if variant.startswith("sdxl") else dict(safety_checker=None,
+                                                           requires_safety_checker=False)
+        try:
+            return cls.from_single_file(str(path), config=str(folder), local_files_only=True,
+                                        torch_dtype=dtype, **extra)
+        except Exception as e:  # diffusers raises many types; report the file
+            raise EngineError(f"{path}: could not load the {variant} checkpoint "
+                              f"({type(e).__name__}: {e})") from e

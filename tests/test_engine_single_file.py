@@ -1,0 +1,107 @@
+"""One-file .safetensors checkpoints (original LDM layout) load offline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from desktop_app.document.job import EngineError, JobKind, JobRequest
+from desktop_app.engine import single_file
+
+
+def _txt2img(engine):
+    req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="a red cat", steps=2, width=64,
+                     height=64, seed=3)
+    return engine.run(req).image
+
+
+def test_single_file_gives_the_same_model_as_the_folder(tiny_sd, tiny_sd_single_file):
+    from desktop_app.engine import Engine
+
+    engine = Engine(device="cpu")
+    engine.single_file_config = tiny_sd  # its architecture, instead of real SD 1.5's
+    info = engine.load(tiny_sd_single_file)
+    assert info.family == "sd1" and info.name == "tiny_sd.safetensors"
+    from_file = _txt2img(engine)
+    folder = Engine(device="cpu")
+    folder.load(tiny_sd)
+    assert np.array_equal(from_file, _txt2img(folder))
+
+
+def _fake_header(path, tensors):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({k: torch.zeros(shape) for k, shape in tensors.items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize(("text_key", "channels", "variant"), [
+    ("cond_stage_model.transformer.text_model.x", 4, "sd15"),
+    ("cond_stage_model.transformer.text_model.x", 9, "sd15_inpaint"),
+    ("conditioner.embedders.1.model.x", 4, "sdxl"),
+    ("conditioner.embedders.1.model.x", 9, "sdxl_inpaint"),
+])
+def test_variant_is_read_from_the_tensor_names(tmp_path, text_key, channels, variant):
+    path = _fake_header(tmp_path / "m.safetensors",
+                        {single_file.UNET_IN: (8, channels, 1, 1), text_key: (1,)})
+    assert single_file.detect_variant(path) == variant
+
+
+def test_unsupported_single_files_are_named(tmp_path):
+    sd2 = _fake_header(tmp_path / "sd2.safetensors",
+                       {single_file.UNET_IN: (8, 4, 1, 1), "cond_stage_model.model.x": (1,)})
+    with pytest.raises(EngineError, match="sd2.safetensors: an SD 2.x single file"):
+        single_file.detect_variant(sd2)
+    lora = _fake_header(tmp_path / "lora.safetensors", {"lora_unet_down.weight": (2, 2)})
+    with pytest.raises(EngineError, match="lora.safetensors: no Stable Diffusion UNet"):
+        single_file.detect_variant(lora)
+
+
+def test_shipped_clip_tokenizer_matches_openai_clip_ids(tmp_path):
+    from transformers import CLIPTokenizer
+
+    single_file.write_clip_tokenizer(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(tmp_path)
+    assert len(tok) == 49408
+    # Ids of OpenAI's CLIP vocabulary: <start> a photo of a cat <end>
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+# Parameter counts of the released SD 1.5 / SDXL components: the shipped configs must build
+# exactly those architectures, or real checkpoints would not fit them.
+@pytest.mark.parametrize(("variant", "unet_params"), [
+    ("sd15", 859_520_964), ("sd15_inpaint", 859_535_364),
+    ("sdxl", 2_567_463_684), ("sdxl_inpaint", 2_567_478_084),
+])
+def test_shipped_configs_build_the_released_architectures(variant, unet_params):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = single_file.CONFIGS / variant
+
+    def config(name, file="config.json"):
+        return json.loads((folder / name / file).read_text())
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    with init_empty_weights():
+        assert count(UNet2DConditionModel.from_config(config("unet"))) == unet_params
+        assert count(AutoencoderKL.from_config(config("vae"))) == 83_653_863
+        assert count(CLIPTextModel(CLIPTextConfig(**config("text_encoder")))) == 123_060_480
+        if variant.startswith("sdxl"):
+            te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("text_encoder_2")))
+            assert count(te2) == 694_659_840
+
+
+def test_config_folder_is_complete_for_diffusers(tmp_path):
+    folder = single_file.config_folder("sdxl", tmp_path / "sdxl")
+    index = json.loads((folder / "model_index.json").read_text())
+    for name, value in index.items():
+        if isinstance(value, list) and value[0] is not None:
+            assert (folder / name).is_dir(), name
+    assert (folder / "tokenizer_2" / "vocab.json").is_file()
