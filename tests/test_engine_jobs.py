@@ -236,3 +236,62 @@ def test_out_of_memory_becomes_an_engine_error_with_advice(engine_for, monkeypat
         engine.run(_request(JobKind.TEXT_TO_IMAGE))
     monkeypatch.undo()
     assert engine.run(_request(JobKind.TEXT_TO_IMAGE)).image.shape == (SIZE, SIZE, 3)
+
+
+def test_lcm_runs_on_a_model_that_supports_it(tmp_path):
+    import tiny_models
+
+    from desktop_app.engine import Engine
+
+    engine = Engine(device="cpu")
+    info = engine.load(tiny_models.build_tiny_lcm(tmp_path / "lcm"))
+    assert "lcm" in info.samplers
+    previews = []
+    engine.preview_max_per_second = 0
+    image = engine.run(_request(JobKind.TEXT_TO_IMAGE, sampler="lcm", cfg_scale=1.5),
+                       on_preview=previews.append).image
+    assert image.shape == (SIZE, SIZE, 3) and [p.step for p in previews] == [1, 2, 3]
+
+
+def test_a_local_taesd_folder_is_used_for_previews(tiny_sd, tmp_path):
+    import shutil
+
+    import tiny_models
+
+    from desktop_app.engine import Engine
+
+    model = shutil.copytree(tiny_sd, tmp_path / "with_taesd")
+    tiny_models.save_tiny_taesd(model / "taesd")
+    engine = Engine(device="cpu")
+    engine.preview_max_per_second = 0
+    assert engine.load(model).preview == "taesd"
+    previews = []
+    engine.run(_request(JobKind.TEXT_TO_IMAGE), on_preview=previews.append)
+    latent = SIZE // 2
+    assert len(previews) == 3 and previews[0].image.shape[0] > latent  # decoded, not projected
+
+
+def test_inpaint_only_masked_works_on_a_crop_at_model_resolution(engine_for):
+    big = 128  # twice the tiny model's size; the mask covers a small corner
+    rng = np.random.default_rng(1)
+    init = rng.integers(0, 256, (big, big, 3), dtype=np.uint8)
+    mask = np.zeros((big, big), np.float32)
+    mask[8:24, 8:24] = 1
+    req = _request(JobKind.INPAINT, width=big, height=big, init_image=init, mask=mask,
+                   inpaint_only_masked=True, inpaint_padding=8)
+    previews = []
+    result = engine_for("tiny_sd_inpaint").run(req, on_preview=previews.append)
+    assert result.image.shape == (big, big, 3)
+    assert previews[-1].image.shape == (SIZE // 2, SIZE // 2, 3)  # latent of a 64 px crop
+    assert np.array_equal(result.image[mask == 0], init[mask == 0])
+    assert not np.array_equal(result.image[mask > 0], init[mask > 0])
+
+
+@pytest.mark.parametrize("model", ["tiny_sdxl", "tiny_builtin", "tiny_sd_inpaint"])
+def test_paint_with_words_runs_on_other_model_kinds(engine_for, model):
+    region = np.zeros((SIZE, SIZE), np.float32)
+    region[32:, :] = 1.0
+    req = _request(JobKind.INPAINT, regions=(Region(words="blue sofa", mask=region),))
+    result = engine_for(model).run(req, attention_maps=True)
+    assert len(result.region_adherence) == 1
+    assert np.array_equal(result.image[req.mask == 0], req.init_image[req.mask == 0])

@@ -269,3 +269,28 @@ def save_ldm_single_file(folder: Path, out: Path) -> Path:
         state["cond_stage_model.transformer.text_model." + k.removeprefix("text_model.")] = v
     save_file({k: v.contiguous() for k, v in state.items()}, str(out))
     return out
+
+
+def build_tiny_lcm(out: Path) -> Path:
+    """A consistency-distilled-shaped SD: UNet with a guidance embedding and an LCM scheduler."""
+    from diffusers import LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    components = _sd_components(4)
+    torch.manual_seed(0)
+    config = dict(components["unet"].config, time_cond_proj_dim=32)
+    components["unet"] = UNet2DConditionModel.from_config(config)
+    components["scheduler"] = LCMScheduler.from_config(components["scheduler"].config)
+    StableDiffusionPipeline(**components).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def save_tiny_taesd(out: Path) -> Path:
+    """A tiny AutoencoderTiny (TAESD-shaped) decoder for preview tests."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(32, 32), decoder_block_out_channels=(32, 32),
+        num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+    ).save_pretrained(out, safe_serialization=True)
+    return out

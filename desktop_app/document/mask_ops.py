@@ -29,8 +29,8 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
         return m.copy()
     if pixels > 0:
         return _box_max(m, pixels)
-    # Erosion is dilation of the complement; outside the image counts as "not masked" so the
-    # mask shrinks away from the border too.
+    # Erosion is dilation of the complement. Outside the image counts as masked: a mask that
+    # touches the border (outpainting a strip) must not open a gap along the edge.
     return 1.0 - _box_max(1.0 - m, -pixels)
 
 
