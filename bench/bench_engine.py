@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -74,8 +75,7 @@ SD15_TEXT = dict(  # CLIP ViT-L/14 text tower
 )
 SD15_SCHEDULER = dict(  # SD 1.5 ships PNDM with this schedule; the engine builds Euler from it
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False, clip_sample=False,
-    prediction_type="epsilon",
+    steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False, prediction_type="epsilon",
 )
 
 
@@ -92,6 +92,8 @@ def build_sd15(folder: Path) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     print(f"building the random-weight SD 1.5 architecture in {folder} (once) ...", flush=True)
+    # The cheap parts first: a bad config should fail before minutes of weight initialisation.
+    scheduler = PNDMScheduler(**SD15_SCHEDULER)
     tokenizer = CLIPTokenizer.from_pretrained(ROOT / "tests" / "fixtures" / "clip_tokenizer")
     torch.manual_seed(0)
     text = CLIPTextModel(CLIPTextConfig(**SD15_TEXT, bos_token_id=tokenizer.bos_token_id,
@@ -99,12 +101,16 @@ def build_sd15(folder: Path) -> Path:
                                         pad_token_id=tokenizer.pad_token_id))
     pipe = StableDiffusionPipeline(
         unet=UNet2DConditionModel(**SD15_UNET), vae=AutoencoderKL(**SD15_VAE),
-        text_encoder=text, tokenizer=tokenizer, scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        text_encoder=text, tokenizer=tokenizer, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    tmp.rename(folder)  # only a complete folder is ever reused
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        tmp.rename(folder)  # only a complete folder is ever reused
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
 
 
