@@ -38,6 +38,15 @@ class PreviewLog:
         self.images.append(preview.image)
 
 
+class SaveLog:
+    def __init__(self, window) -> None:
+        self.seen: list[tuple[str, str]] = []
+        window.generation.output_saved.connect(self.on_saved)
+
+    def on_saved(self, path: str, error: str) -> None:
+        self.seen.append((path, error))
+
+
 def start_with_keyboard(qtbot, window, steps=4):
     window.panel.prompt.setPlainText("a red ball")
     window.panel.steps.setValue(steps)
@@ -62,9 +71,12 @@ def test_ctrl_enter_runs_a_job_and_previews_arrive_in_order(qtbot, make_window):
 def test_result_lands_as_one_undo_step_in_history_and_output_folder(qtbot, make_window):
     window = make_window()
     undo_before = window.undo.count()
+    saves = SaveLog(window)
     with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
         start_with_keyboard(qtbot, window)
     item = added.args[0]
+    qtbot.waitUntil(lambda: bool(saves.seen), timeout=5000)  # written on the saver thread
+    assert saves.seen == [(item.saved_path, "")]
     assert window.undo.count() == undo_before + 1
     assert window.history_strip.list.count() == 1
     saved = Path(item.saved_path)

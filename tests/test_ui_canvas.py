@@ -186,3 +186,30 @@ def test_brush_size_keys(qtbot, make_window):
     qtbot.keyClick(window.view, Qt.Key.Key_BracketLeft)
     qtbot.keyClick(window.view, Qt.Key.Key_BracketLeft)
     assert window.tool.size < size
+
+
+def test_big_brush_dabs_follow_the_swept_shape_and_undo(qtbot):
+    """Big brushes stamp spaced dabs (cheap on huge canvases): the painted area must still be
+    the swept capsule up to its edge pixels, ending where the button was released."""
+    doc = CanvasDocument(600, 400)
+    undo = QUndoStack()
+    tool = ToolController(doc, StrokeRecorder(doc, undo), size=120.0, hardness=1.0)
+    path = [(100.0, 200.0), (103.0, 201.0), (180.0, 230.0), (400.0, 180.0), (401.0, 180.5)]
+    tool.press(*path[0])
+    for p in path[1:]:
+        tool.move(*p)
+    tool.release(*path[-1])
+    expected = np.zeros(doc.mask.shape, bool)
+    for a, b in zip(path, path[1:], strict=False):
+        expected |= capsule(doc.mask.shape, a, b, 60)
+    inner = np.zeros_like(expected)
+    outer = np.zeros_like(expected)
+    for a, b in zip(path, path[1:], strict=False):
+        inner |= capsule(doc.mask.shape, a, b, 58.5)
+        outer |= capsule(doc.mask.shape, a, b, 61.5)
+    painted = doc.mask > 0
+    assert painted[inner].all() and not painted[~outer].any()
+    assert (painted != expected).sum() < 0.01 * expected.sum()
+    assert undo.count() == 1
+    undo.undo()
+    assert not doc.mask.any()

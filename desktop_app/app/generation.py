@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -34,6 +35,7 @@ class GenerationController(QObject):
     history_added = Signal(object)  # HistoryItem
     settings_restored = Signal(object)  # GenerationSettings
     last_seed_changed = Signal(int)
+    output_saved = Signal(str, str)  # path, error ("" when saved)
 
     def __init__(self, doc: CanvasDocument, client: EngineClient, undo: QUndoStack,
                  history: History, app_settings: AppSettings,
@@ -47,6 +49,9 @@ class GenerationController(QObject):
         self._current_settings = current_settings
         self._jobs: dict[int, tuple[GenerationSettings, tuple]] = {}
         self.last_seed: int | None = None
+        # PNG encoding of a big result takes 100s of ms: never on the GUI thread.
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save-output")
+        self.output_saved.connect(self._on_saved)
         client.finished.connect(self._on_finished)
         client.failed.connect(self._on_failed)
         client.cancelled.connect(self._on_cancelled)
@@ -123,23 +128,39 @@ class GenerationController(QObject):
         emit(self.status, f"Done in {result.elapsed:.1f} s{note}{warn}")
 
     def _save_output(self, result: JobResult) -> str:
+        """Pick the output file name now; write it (with metadata) on the saver thread."""
         folder = Path(self._app.output_dir)
-        name = time.strftime("%Y%m%d-%H%M%S") + f"-{result.request.seed}.png"
+        stem = time.strftime("%Y%m%d-%H%M%S") + f"-{result.request.seed}"
+        path, n = folder / f"{stem}.png", 1
+        while path.exists():
+            path, n = folder / f"{stem}-{n}.png", n + 1
+        self._saver.submit(self._write_output, path, result)
+        return str(path)
+
+    def _write_output(self, path: Path, result: JobResult) -> None:
+        """On the saver thread; reports back through a queued signal."""
         try:
             from desktop_app.document.metadata import save_png_with_metadata
 
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / name
-            n = 1
-            while path.exists():
-                path = folder / f"{Path(name).stem}-{n}.png"
-                n += 1
+            path.parent.mkdir(parents=True, exist_ok=True)
             save_png_with_metadata(path, result.image, result.request, result.model_name, result)
         except Exception as exc:  # saving is a convenience: never lose the result over it
             log.exception("saving the output failed")
-            emit(self.status, f"Could not save to the output folder {folder}: {exc}")
-            return ""
-        return str(path)
+            emit(self.output_saved, str(path), str(exc) or type(exc).__name__)
+            return
+        emit(self.output_saved, str(path), "")
+
+    @Slot(str, str)
+    def _on_saved(self, path: str, error: str) -> None:
+        if error:
+            for item in self._history.items:
+                if item.saved_path == path:
+                    item.saved_path = ""
+            emit(self.status, f"Could not save to the output folder: {error}")
+
+    def shutdown(self) -> None:
+        """Finish writing outputs (closing the window calls this)."""
+        self._saver.shutdown(wait=True)
 
     # -- history -----------------------------------------------------------------------------
     def show_history(self, item: HistoryItem) -> None:

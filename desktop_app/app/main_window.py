@@ -295,6 +295,7 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.generation.cancel()
             self.client.shutdown()
+            self.generation.shutdown()
             s = self.app_settings
             s.set_geometry(self.saveGeometry(), self.saveState())
             s.brush_size = self.tool.size

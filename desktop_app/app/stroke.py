@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtGui import QUndoStack
 
 from desktop_app.app.commands import PatchCommand
-from desktop_app.document.brush import BrushSpec, Rect, clip_rect, fill_rect, paint_segment, union
+from desktop_app.document.brush import BrushSpec, BrushStroke, Rect, clip_rect, fill_rect, union
 from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.document.regions import RegionLayer
 
@@ -24,6 +24,7 @@ class StrokeRecorder:
         self._tiles: dict[tuple[int, int], np.ndarray] = {}
         self._rect: Rect | None = None
         self._text = ""
+        self._brush: BrushStroke | None = None
 
     @property
     def active(self) -> bool:
@@ -35,6 +36,7 @@ class StrokeRecorder:
         self._tiles = {}
         self._rect = None
         self._text = text
+        self._brush = None
 
     def _save_tiles(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect
@@ -45,21 +47,13 @@ class StrokeRecorder:
                     self._tiles[(ty, tx)] = target[ty * TILE:(ty + 1) * TILE,
                                                    tx * TILE:(tx + 1) * TILE].copy()
 
-    def _bounds(self, p0, p1, spec: BrushSpec) -> Rect | None:
-        r = spec.size / 2.0 + 1
-        h, w = self._target.shape
-        return clip_rect((int(min(p0[0], p1[0]) - r), int(min(p0[1], p1[1]) - r),
-                          int(max(p0[0], p1[0]) + r) + 2, int(max(p0[1], p1[1]) + r) + 2), w, h)
-
-    def segment(self, p0: tuple[float, float], p1: tuple[float, float],
-                spec: BrushSpec) -> Rect | None:
+    def brush_to(self, p: tuple[float, float], spec: BrushSpec) -> Rect | None:
+        """Extend the current brush stroke to p (the first call starts it)."""
         if self._target is None:
             return None
-        bounds = self._bounds(p0, p1, spec)
-        if bounds is None:
-            return None
-        self._save_tiles(bounds)
-        rect = paint_segment(self._target, p0, p1, spec)
+        if self._brush is None:
+            self._brush = BrushStroke(self._target, spec, self._save_tiles)
+        rect = self._brush.to(p)
         self._changed(rect)
         return rect
 
@@ -90,6 +84,9 @@ class StrokeRecorder:
 
     def end(self) -> bool:
         """Push one command for the whole stroke; False when nothing changed."""
+        if self._brush is not None:
+            self._changed(self._brush.finish())
+            self._brush = None
         target, rect = self._target, self._rect
         self._target = None
         if target is None or rect is None:

@@ -32,7 +32,6 @@ class ToolController(QObject):
         self.target = "mask"  # or "region"
         self.region: RegionLayer | None = None
         self.rubber: Rect | None = None
-        self._last: tuple[float, float] | None = None
         self._start: tuple[float, float] | None = None
         self._erasing = False
 
@@ -89,8 +88,7 @@ class ToolController(QObject):
             self.rubber = self._rect_from(x, y)
             emit(self.rubber_changed)
         else:
-            self._last = (x, y)
-            self._rec.segment((x, y), (x, y), self.spec(self._erasing))
+            self._rec.brush_to((x, y), self.spec(self._erasing))
 
     def move(self, x: float, y: float) -> None:
         if not self._rec.active:
@@ -99,9 +97,7 @@ class ToolController(QObject):
             self.rubber = self._rect_from(x, y)
             emit(self.rubber_changed)
             return
-        if self._last is not None:
-            self._rec.segment(self._last, (x, y), self.spec(self._erasing))
-        self._last = (x, y)
+        self._rec.brush_to((x, y), self.spec(self._erasing))
 
     def release(self, x: float, y: float) -> None:
         if not self._rec.active:
@@ -113,7 +109,6 @@ class ToolController(QObject):
             emit(self.rubber_changed)
         else:
             self.move(x, y)
-        self._last = None
         self._rec.end()
 
     def _rect_from(self, x: float, y: float) -> Rect:

@@ -29,11 +29,23 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
+def tint_table(colour: tuple[int, int, int]) -> np.ndarray:
+    """Premultiplied ARGB32 pixel for each 8-bit coverage level of one colour: tinting a mask
+    is then a single table lookup per pixel."""
+    a = np.arange(256, dtype=np.uint32)
+    r, g, b = ((a * c + 127) // 255 for c in colour)
+    return (a << 24) | (r << 16) | (g << 8) | b
+
+
+_MASK_TABLE = tint_table(MASK_COLOUR)
+
+
 class Overlay:
     """A premultiplied ARGB QImage sharing memory with a numpy buffer we update in place."""
 
     def __init__(self, width: int, height: int) -> None:
         self.buf = np.zeros((height, width, 4), np.uint8)  # B, G, R, A on little-endian
+        self.pixels = self.buf.view(np.uint32).reshape(height, width)  # native ARGB32 words
         self.image = QImage(self.buf.data, width, height, 4 * width,
                             QImage.Format.Format_ARGB32_Premultiplied)
 
@@ -99,12 +111,9 @@ class CanvasLayers(QObject):
 
     def _update_mask(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect
-        a = self._doc.mask[y0:y1, x0:x1]
-        out = np.empty((y1 - y0, x1 - x0, 4), np.float32)
-        for i, c in enumerate(MASK_COLOUR):
-            out[..., i] = a * c
-        out[..., 3] = a * 255.0
-        self.mask.write(rect, (out + 0.5).astype(np.uint8))
+        level = self._doc.mask[y0:y1, x0:x1] * np.float32(255.0)
+        level += np.float32(0.5)
+        self.mask.pixels[y0:y1, x0:x1] = _MASK_TABLE[level.astype(np.uint8)]
 
     def _update_regions(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect
