@@ -224,3 +224,19 @@ def test_settings_are_remembered(qtbot, make_window):
     again = make_window()
     assert again.tool.size == 77
     assert again.panel.settings().prompt == "remember me"
+
+
+def test_attention_maps_show_per_word_and_hovering_highlights_the_canvas(qtbot, make_window):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    window = make_window(FakeEngine(attention_words=("red", "ball")))
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        start_with_keyboard(qtbot, window)
+    strip = window.attention
+    assert strip.words() == ["red", "ball"] and strip.isVisibleTo(window)
+    tile = next(t for t, w in strip._tiles.items() if w == "ball")
+    QApplication.sendEvent(tile, QEvent(QEvent.Type.Enter))
+    assert window.layers.highlight is not None
+    QApplication.sendEvent(tile, QEvent(QEvent.Type.Leave))
+    assert window.layers.highlight is None

@@ -27,6 +27,12 @@ from desktop_app.app.region_editor import RegionEditor
 from desktop_app.document.regions import RegionLayer, words_in_prompt
 
 
+def item_text(region: RegionLayer) -> str:
+    if region.adherence is None:
+        return region.name
+    return f"{region.name}  ·  adherence {region.adherence:.0%}"
+
+
 def swatch(colour: tuple[int, int, int], size: int = 14) -> QIcon:
     pm = QPixmap(size, size)
     pm.fill(QColor(*colour))
@@ -106,7 +112,7 @@ class RegionsPanel(QWidget):
         regions = self._editor.doc.regions
         self.list.clear()
         for r in regions:
-            item = QListWidgetItem(swatch(r.colour), r.name)
+            item = QListWidgetItem(swatch(r.colour), item_text(r))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             item.setToolTip(r.words or "no words yet")
             self.list.addItem(item)
@@ -154,7 +160,7 @@ class RegionsPanel(QWidget):
             if row >= 0:
                 self._syncing = True
                 item = self.list.item(row)
-                item.setText(payload.name)
+                item.setText(item_text(payload))
                 item.setIcon(swatch(payload.colour))
                 item.setToolTip(payload.words or "no words yet")
                 self._syncing = False
@@ -180,7 +186,8 @@ class RegionsPanel(QWidget):
             return
         row = self.list.row(item)
         if 0 <= row < len(self._editor.doc.regions):
-            self._editor.set_name(self._editor.doc.regions[row], item.text())
+            self._editor.set_name(self._editor.doc.regions[row],
+                                  item.text().split("  ·  ")[0])
 
     def _on_paint_mask(self) -> None:
         self._editor.paint_mask()

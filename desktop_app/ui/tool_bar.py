@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QWidget
 from desktop_app.app.tools import MAX_SIZE, MIN_SIZE, ToolController
 from desktop_app.ui.canvas_view import CanvasView
 
-
 SIZE_STEPS = 1000  # the size slider is logarithmic: 1 px and 1024 px both stay reachable
 
 

@@ -1,0 +1,101 @@
+"""Opening, dropping, pasting, saving and copying images and masks from the window."""
+
+from __future__ import annotations
+
+import numpy as np
+import test_app_conftest as helpers
+from PIL import Image
+from PySide6.QtGui import QGuiApplication
+
+from desktop_app.app.imaging import rgb_to_qimage
+from desktop_app.app.qt_compat import emit
+from desktop_app.document.job import JobKind
+
+isolated_settings = helpers.isolated_settings
+no_leaked_qthreads = helpers.no_leaked_qthreads
+make_window = helpers.make_window
+
+
+def picture(w: int, h: int) -> np.ndarray:
+    rng = np.random.default_rng(w * h)
+    return rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_open_by_drop_crops_to_multiples_of_8_and_is_undoable(qtbot, make_window, tmp_path):
+    window = make_window(load=False)
+    pixels = picture(101, 70)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    emit(window.view.files_dropped, [str(tmp_path / "photo.png")])
+    assert window.doc.size == (96, 64)
+    assert np.array_equal(window.doc.image, pixels[:64, :96])
+    assert window.doc.job_kind() is JobKind.IMAGE_TO_IMAGE
+    assert "cropped from 101x70 to 96x64" in window.statusBar().currentMessage()
+    window.undo.undo()
+    assert window.doc.image is None and window.doc.size == (64, 64)
+
+
+def test_a_bad_file_names_itself_and_keeps_the_document(qtbot, make_window, tmp_path):
+    window = make_window(load=False)
+    window.doc.mask[3:9, 3:9] = 1.0
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    assert not window.actions_.open_path(str(bad))
+    assert "broken.png" in window.last_error and "\n" not in window.last_error
+    assert window.doc.image is None and window.doc.mask.sum() == 36
+
+
+def test_paste_and_copy_through_the_clipboard(qtbot, make_window):
+    window = make_window(load=False)
+    pixels = picture(48, 40)
+    QGuiApplication.clipboard().setImage(rgb_to_qimage(pixels))
+    assert window.actions_.paste_image()
+    assert np.array_equal(window.doc.image, pixels)
+    window.doc.set_image(pixels[::-1].copy())
+    window.actions_.copy_image()
+    from desktop_app.app.imaging import qimage_to_rgb
+
+    assert np.array_equal(qimage_to_rgb(QGuiApplication.clipboard().image()), pixels[::-1])
+
+
+def test_save_png_keeps_generation_metadata(qtbot, make_window, tmp_path):
+    from desktop_app.document.metadata import read_metadata
+
+    window = make_window()
+    assert not window.actions_.save_png(str(tmp_path / "empty.png"))
+    assert "empty" in window.last_error
+    window.panel.prompt.setPlainText("a lighthouse")
+    with qtbot.waitSignal(window.client.finished, timeout=5000) as done:
+        window.generation.generate()
+    path = tmp_path / "result.png"
+    assert window.actions_.save_png(str(path))
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), window.doc.image)
+    request = read_metadata(path)
+    assert request.prompt == "a lighthouse" and request.seed == done.args[0].request.seed
+
+
+def test_mask_save_and_load_round_trip(qtbot, make_window, tmp_path):
+    window = make_window(load=False)
+    window.tool.set_hardness(0.3)
+    window.tool.press(30, 30)
+    window.tool.release(40, 35)
+    painted = window.doc.mask.copy()
+    assert window.actions_.save_mask(str(tmp_path / "mask.png"))
+    window.actions_.clear_mask()
+    assert window.actions_.load_mask(str(tmp_path / "mask.png"))
+    assert np.abs(window.doc.mask - painted).max() <= 0.5 / 255 + 1e-6
+    window.undo.undo()
+    assert not window.doc.mask.any()
+
+
+def test_new_canvas_of_a_chosen_size(qtbot, make_window):
+    window = make_window(load=False)
+    window.doc.set_image(picture(64, 64))
+    window.actions_.new_canvas(200, 120)
+    assert window.doc.size == (200, 120) and window.doc.image is None
+    qtbot.waitUntil(lambda: window.panel.width_box.value() == 200, timeout=2000)
+    assert window.panel.width_box.isEnabled()
+    window.panel.width_box.setValue(256)  # an empty canvas follows the size boxes
+    assert window.doc.size == (256, 120)
+    window.undo.undo()
+    window.undo.undo()
+    assert window.doc.image is not None and window.doc.size == (64, 64)
