@@ -52,6 +52,7 @@ class RegionEditor(QObject):
 
     def set_name(self, region: RegionLayer, name: str) -> None:
         self.doc.update_region(region, name=name.strip() or region.name)
+        self._tool_shows(region)
 
     def set_words(self, region: RegionLayer, words: str) -> None:
         self.doc.update_region(region, words=words, adherence=None)
@@ -61,6 +62,11 @@ class RegionEditor(QObject):
 
     def set_colour(self, region: RegionLayer, colour: tuple[int, int, int]) -> None:
         self.doc.update_region(region, colour=tuple(colour))
+        self._tool_shows(region)
+
+    def _tool_shows(self, region: RegionLayer) -> None:
+        if region is self.selected:  # the toolbar and the cursor show the region's name/colour
+            emit(self._tool.changed)
 
     def _on_doc(self, event: str, payload: object) -> None:
         if event in ("reset", "regions") and self.selected not in self.doc.regions:

@@ -199,10 +199,13 @@ class CanvasView(QWidget):
         return QRectF(c.x() - r, c.y() - r, 2 * r, 2 * r)
 
     def _paint_cursor(self, p: QPainter) -> None:
+        """Black and white rings read on any image; a region's colour says what is painted."""
         rect = self._cursor_rect()
-        p.setPen(QPen(QColor(0, 0, 0, 200), 2))
+        p.setPen(QPen(QColor(0, 0, 0, 200), 3))
         p.drawEllipse(rect)
-        p.setPen(QPen(QColor(255, 255, 255, 230), 1))
+        region = self._tool.region if self._tool.target == "region" else None
+        colour = QColor(*region.colour) if region is not None else QColor(255, 255, 255, 230)
+        p.setPen(QPen(colour, 1.5))
         p.drawEllipse(rect)
 
     def _move_cursor(self, pos: QPointF | None) -> None:

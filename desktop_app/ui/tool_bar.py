@@ -69,6 +69,11 @@ class ToolBar(QToolBar):
             if text:
                 self.addWidget(QLabel(f" {text} "))
             self.addWidget(w)
+        self.addSeparator()
+        self.target_label = QLabel()
+        self.target_label.setToolTip("What the brush paints: the inpaint mask or the selected "
+                                     "region (Regions tab, M for the mask)")
+        self.addWidget(self.target_label)
         self.size.valueChanged.connect(self._on_size)
         self.hardness.valueChanged.connect(self._on_hardness)
         self.mask_opacity.valueChanged.connect(self._on_mask_opacity)
@@ -81,6 +86,13 @@ class ToolBar(QToolBar):
         self.size.setValue(size_to_slider(self._tool.size))
         self.size.blockSignals(False)
         self.size_label.setText(f"{int(round(self._tool.size))} px")
+        region = self._tool.region if self._tool.target == "region" else None
+        if region is None:
+            self.target_label.setText("  Painting: inpaint mask ")
+        else:
+            r, g, b = region.colour
+            self.target_label.setText(f"  Painting: <span style='color: rgb({r},{g},{b})'>■"
+                                      f"</span> {region.name} ")
         self.erase_action.blockSignals(True)
         self.erase_action.setChecked(self._tool.erase)
         self.erase_action.blockSignals(False)

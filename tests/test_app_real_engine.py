@@ -1,0 +1,72 @@
+"""The window over the real Engine with a tiny random built-in-shaped model: checks the
+UI <-> engine contract (previews, results, cancel, errors) end to end on the engine thread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_app_conftest as helpers
+
+from desktop_app.app.main_window import MainWindow
+from desktop_app.app.settings import AppSettings
+from desktop_app.app.worker import EngineClient, default_engine_factory
+from desktop_app.document.job import JobKind
+
+isolated_settings = helpers.isolated_settings
+no_leaked_qthreads = helpers.no_leaked_qthreads
+
+pytest.importorskip("desktop_app.engine")
+
+
+@pytest.fixture
+def real_window(qtbot, tiny_builtin):
+    settings = AppSettings()
+    settings.last_model = str(tiny_builtin)
+    client = EngineClient(default_engine_factory, device="cpu", preview_interval=0.0)
+    window = MainWindow(client, settings, 64, 64)
+    client.setParent(window)
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(client.model_loaded, timeout=120_000):
+        window.start()
+    yield window
+    window.close()
+
+
+def test_real_engine_generates_previews_and_a_result(qtbot, real_window):
+    window = real_window
+    steps: list[int] = []
+    window.client.progress.connect(lambda job, step, total, rate: steps.append(step))
+    window.panel.prompt.setPlainText("a red ball")
+    window.panel.steps.setValue(2)
+    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
+        window.generation.generate()
+    result = added.args[0].result
+    assert result.request.kind is JobKind.TEXT_TO_IMAGE
+    assert window.doc.image is not None and window.doc.image.shape == (64, 64, 3)
+    assert np.array_equal(window.doc.image, result.image)
+    assert steps and steps[-1] == 2
+
+
+def test_real_engine_inpaint_with_a_region_and_cancel(qtbot, real_window):
+    window = real_window
+    window.doc.set_image(np.full((64, 64, 3), 90, np.uint8))
+    window.tool.set_shape("rect")
+    window.tool.press(8, 8)
+    window.tool.release(40, 40)
+    window.regions.add("ball")
+    window.tool.press(10, 10)
+    window.tool.release(30, 30)
+    window.panel.prompt.setPlainText("a red ball")
+    window.panel.steps.setValue(2)
+    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
+        window.generation.generate()
+    result = added.args[0].result
+    assert result.request.kind is JobKind.INPAINT and len(result.region_adherence) == 1
+    before = window.doc.image.copy()
+    window.panel.steps.setValue(200)
+    with qtbot.waitSignal(window.client.preview, timeout=120_000):
+        window.generation.generate()
+    with qtbot.waitSignal(window.client.cancelled, timeout=120_000):
+        window.generation.cancel()
+    assert np.array_equal(window.doc.image, before)
