@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import test_app_conftest as helpers
 from PIL import Image
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
 from desktop_app.app.imaging import rgb_to_qimage
@@ -48,7 +49,8 @@ def test_paste_and_copy_through_the_clipboard(qtbot, make_window):
     window = make_window(load=False)
     pixels = picture(48, 40)
     QGuiApplication.clipboard().setImage(rgb_to_qimage(pixels))
-    assert window.actions_.paste_image()
+    window.view.setFocus()
+    qtbot.keyClick(window.view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
     assert np.array_equal(window.doc.image, pixels)
     window.doc.set_image(pixels[::-1].copy())
     window.actions_.copy_image()

@@ -124,7 +124,12 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&File")
         self._action(m, "&New canvas…", self._on_new, K.New)
         self._action(m, "&Open image…", self._on_open, K.Open)
-        self._action(m, "&Paste image", self.actions_.paste_image, "Ctrl+Shift+V")
+        self._action(m, "&Paste image", self._on_paste, "Ctrl+Shift+V")
+        canvas_paste = QAction("Paste image", self.view)  # plain Ctrl+V when the canvas has focus
+        canvas_paste.setShortcut(K.Paste)
+        canvas_paste.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        canvas_paste.triggered.connect(self._on_paste)
+        self.view.addAction(canvas_paste)
         m.addSeparator()
         self._action(m, "&Save PNG…", self._on_save, K.Save)
         self._action(m, "&Copy image", self.actions_.copy_image, "Ctrl+Shift+C")
@@ -249,6 +254,9 @@ class MainWindow(QMainWindow):
     def _on_open(self) -> None:
         if path := dialogs.ask_open(self, "Open image"):
             self.actions_.open_path(path)
+
+    def _on_paste(self) -> None:
+        self.actions_.paste_image()
 
     def _on_save(self) -> None:
         if path := dialogs.ask_save(self, "Save PNG"):
