@@ -47,3 +47,12 @@ def tiny_sd_single_file(tmp_path_factory, tiny_sd):
 
     out = tmp_path_factory.mktemp("tiny_single") / "tiny_sd.safetensors"
     return tiny_models.save_ldm_single_file(tiny_sd, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_single_file(tmp_path_factory, tiny_sdxl):
+    """The tiny SDXL as one .safetensors file in the original (SGM) key layout."""
+    import tiny_models
+
+    out = tmp_path_factory.mktemp("tiny_single_xl") / "tiny_sdxl.safetensors"
+    return tiny_models.save_ldm_single_file(tiny_sdxl, out)

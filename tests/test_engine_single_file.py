@@ -17,17 +17,20 @@ def _txt2img(engine):
     return engine.run(req).image
 
 
-def test_single_file_gives_the_same_model_as_the_folder(tiny_sd, tiny_sd_single_file):
+@pytest.mark.parametrize(("folder_fixture", "family"), [("tiny_sd", "sd1"), ("tiny_sdxl", "sdxl")])
+def test_single_file_gives_the_same_model_as_the_folder(request, folder_fixture, family):
     from desktop_app.engine import Engine
 
+    folder = request.getfixturevalue(folder_fixture)
+    path = request.getfixturevalue(folder_fixture + "_single_file")
     engine = Engine(device="cpu")
-    engine.single_file_config = tiny_sd  # its architecture, instead of real SD 1.5's
-    info = engine.load(tiny_sd_single_file)
-    assert info.family == "sd1" and info.name == "tiny_sd.safetensors"
+    engine.single_file_config = folder  # its architecture, instead of real SD 1.5's / SDXL's
+    info = engine.load(path)
+    assert info.family == family and info.name == path.name
     from_file = _txt2img(engine)
-    folder = Engine(device="cpu")
-    folder.load(tiny_sd)
-    assert np.array_equal(from_file, _txt2img(folder))
+    from_folder = Engine(device="cpu")
+    from_folder.load(folder)
+    assert np.array_equal(from_file, _txt2img(from_folder))
 
 
 def _fake_header(path, tensors):

@@ -28,12 +28,12 @@ def _clip_tokenizer():
     return CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
-def _clip_text_config(tokenizer, projection_dim: int = 32):
+def _clip_text_config(tokenizer, projection_dim: int = 32, hidden_size: int = 32):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
+        hidden_size=hidden_size,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
@@ -139,13 +139,14 @@ def build_tiny_sdxl(out: Path) -> Path:
         transformer_layers_per_block=(1, 2),
         # pooled text embedding (32) + 6 size/crop numbers x time embedding (8)
         projection_class_embeddings_input_dim=32 + 6 * 8,
-        cross_attention_dim=64,  # both encoders' hidden states side by side
+        cross_attention_dim=32 + 48,  # both encoders' hidden states side by side
         norm_num_groups=1,
     )
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_clip_text_config(tokenizer))
     torch.manual_seed(1)
-    text_encoder_2 = CLIPTextModelWithProjection(_clip_text_config(tokenizer))
+    # Widths differ as in SDXL (768 vs 1280): single-file loading tells the encoders apart by it.
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_text_config(tokenizer, hidden_size=48))
     pipe = StableDiffusionXLPipeline(
         vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
         tokenizer=tokenizer, tokenizer_2=_clip_tokenizer(), unet=unet, scheduler=_scheduler(),
@@ -184,6 +185,7 @@ _RESNET_TO_LDM = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", 
                   ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
                   ("conv_shortcut", "skip_connection"))
 _UNET_FIXED = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+               "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
                "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
 _VAE_FIXED = {"conv_norm_out": "norm_out"}
 _VAE_ATTN = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"),
@@ -244,12 +246,38 @@ def _vae_key_to_ldm(key: str, num_up: int) -> str:
     return f"{part}.{rest}" if rest else part
 
 
+def _open_clip_state(text_model) -> dict:
+    """A CLIPTextModelWithProjection's weights in OpenCLIP's names (SDXL's second encoder)."""
+    import torch
+
+    state = {k.removeprefix("text_model."): v for k, v in text_model.state_dict().items()}
+    out = {"positional_embedding": state.pop("embeddings.position_embedding.weight"),
+           "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+           "text_projection": state.pop("text_projection.weight").T}
+    state.pop("embeddings.position_ids", None)
+    for k, v in state.items():
+        if k.startswith("final_layer_norm."):
+            out["ln_final." + k.split(".")[-1]] = v
+            continue
+        k = (k.replace("encoder.layers.", "transformer.resblocks.").replace("layer_norm1", "ln_1")
+             .replace("layer_norm2", "ln_2").replace(".fc1.", ".c_fc.").replace(".fc2.", ".c_proj.")
+             .replace("self_attn.out_proj", "attn.out_proj"))
+        if "self_attn.q_proj" in k:  # OpenCLIP keeps q, k, v as one stacked projection
+            kind = k.split(".")[-1]
+            parts = [state[k.replace("transformer.resblocks.", "encoder.layers.")
+                           .replace("q_proj", name)] for name in ("q_proj", "k_proj", "v_proj")]
+            out[k.split("self_attn")[0] + f"attn.in_proj_{kind}"] = torch.cat(parts)
+        elif "self_attn." not in k:
+            out[k] = v
+    return out
+
+
 def save_ldm_single_file(folder: Path, out: Path) -> Path:
-    """Write an SD 1.x diffusers folder as one .safetensors in the original LDM layout (the
-    inverse of diffusers' single-file conversion), for testing single-file loading offline."""
+    """Write an SD 1.x or SDXL diffusers folder as one .safetensors in the original LDM/SGM
+    layout (the inverse of diffusers' single-file conversion), to test single-file loading."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
-    from transformers import CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     unet = UNet2DConditionModel.from_pretrained(folder / "unet")
     up_has_attn = [hasattr(b, "attentions") for b in unet.up_blocks]
@@ -263,10 +291,16 @@ def save_ldm_single_file(folder: Path, out: Path) -> Path:
         if ".mid.attn_1." in key and v.ndim == 2:
             v = v[:, :, None, None]  # LDM's attention projections are 1x1 convolutions
         state["first_stage_model." + key] = v
+    sdxl = (folder / "text_encoder_2").is_dir()
+    prefix = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
     text = CLIPTextModel.from_pretrained(folder / "text_encoder")
     for k, v in text.state_dict().items():
         # Original checkpoints name the CLIP weights with a "text_model." level.
-        state["cond_stage_model.transformer.text_model." + k.removeprefix("text_model.")] = v
+        state[prefix + "text_model." + k.removeprefix("text_model.")] = v
+    if sdxl:
+        text_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")
+        for k, v in _open_clip_state(text_2).items():
+            state["conditioner.embedders.1.model." + k] = v
     save_file({k: v.contiguous() for k, v in state.items()}, str(out))
     return out
 
