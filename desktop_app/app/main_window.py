@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QScrollArea,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -91,7 +92,12 @@ class MainWindow(QMainWindow):
         tabs.addTab(scroll, "Generate")
         tabs.addTab(self.regions_panel, "Regions")
         self.tabs = tabs
-        self._dock("Generation", tabs, Qt.DockWidgetArea.RightDockWidgetArea)
+        side = QWidget()
+        column = QVBoxLayout(side)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(tabs, 1)
+        column.addWidget(self.panel.run_bar)
+        self._dock("Generation", side, Qt.DockWidgetArea.RightDockWidgetArea)
         self.history_strip = HistoryStrip()
         self._dock("History", self.history_strip, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.model_label = QLabel("No model")

@@ -61,7 +61,9 @@ class GenerationPanel(QWidget):
         layout.addLayout(self._prompt_box)
         layout.addWidget(self._build_params())
         layout.addWidget(self._build_model())
-        layout.addLayout(self._build_run())
+        # Generate / Cancel / progress stay in view: the window places run_bar under the tabs.
+        self.run_bar = QWidget()
+        self.run_bar.setLayout(self._build_run())
         layout.addStretch(1)
 
     # -- construction ------------------------------------------------------------------------
@@ -95,6 +97,16 @@ class GenerationPanel(QWidget):
         size_row.addWidget(QLabel("×"))
         size_row.addWidget(self.height_box, 1)
         self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.75)
+        self.mask_grow = QSpinBox(minimum=-64, maximum=64, suffix=" px")
+        self.mask_grow.setToolTip("Grow (or shrink, negative) the inpaint mask before the job")
+        self.mask_feather = QDoubleSpinBox(minimum=0.0, maximum=64.0, singleStep=1.0,
+                                           suffix=" px")
+        self.mask_feather.setToolTip("Soft edge blended around the inpainted area (hides seams)")
+        edge_row = QHBoxLayout()
+        edge_row.addWidget(QLabel("grow"))
+        edge_row.addWidget(self.mask_grow, 1)
+        edge_row.addWidget(QLabel("feather"))
+        edge_row.addWidget(self.mask_feather, 1)
         self.kind_label = QLabel()
         self.kind_label.setWordWrap(True)
         self.kind_label.setStyleSheet("color: palette(mid); font-style: italic")
@@ -104,6 +116,7 @@ class GenerationPanel(QWidget):
         form.addRow("Seed", seed_row)
         form.addRow("Size", size_row)
         form.addRow("Strength", self.strength)
+        form.addRow("Mask edge", edge_row)
         form.addRow("Job", self.kind_label)
         return box
 
@@ -160,7 +173,8 @@ class GenerationPanel(QWidget):
             negative_prompt=self.negative.toPlainText().strip(),
             steps=self.steps.value(), cfg_scale=self.cfg.value(),
             sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
-            seed=self.seed.value(), strength=self.strength.value())
+            seed=self.seed.value(), strength=self.strength.value(),
+            mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value())
 
     def set_settings(self, s: GenerationSettings) -> None:
         self._base = s
@@ -173,6 +187,8 @@ class GenerationPanel(QWidget):
         self.seed_mode.setCurrentIndex(max(0, self.seed_mode.findData(s.seed_mode)))
         self.seed.setValue(min(MAX_SEED, max(0, s.seed)))
         self.strength.setValue(s.strength)
+        self.mask_grow.setValue(s.mask_grow)
+        self.mask_feather.setValue(s.mask_feather)
 
     def prompt_text(self) -> str:
         return self.prompt.toPlainText()
@@ -194,7 +210,9 @@ class GenerationPanel(QWidget):
                                                      "another size)")
             box.blockSignals(False)
         self.kind_label.setText(kind)
-        self.strength.setEnabled(not kind.startswith("text"))
+        self.strength.setEnabled(not kind.startswith("Text"))
+        self.mask_grow.setEnabled(kind.startswith("Inpaint"))
+        self.mask_feather.setEnabled(kind.startswith("Inpaint"))
 
     def set_model_status(self, text: str) -> None:
         self.model_label.setText(text)
