@@ -240,3 +240,34 @@ def test_attention_maps_show_per_word_and_hovering_highlights_the_canvas(qtbot, 
     assert window.layers.highlight is not None
     QApplication.sendEvent(tile, QEvent(QEvent.Type.Leave))
     assert window.layers.highlight is None
+
+
+def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
+    window = make_window()
+    p = window.panel
+    window.doc.set_image(np.full((64, 64, 3), 40, np.uint8))
+    window.tool.press(20, 20)
+    window.tool.release(30, 30)
+    p.prompt.setPlainText("a boat")
+    p.negative.setPlainText("blurry")
+    p.steps.setValue(3)
+    p.cfg.setValue(5.5)
+    p.sampler.setCurrentIndex(p.sampler.findData("ddim"))
+    p.seed_mode.setCurrentIndex(p.seed_mode.findData("fixed"))
+    p.seed.setValue(1234)
+    p.strength.setValue(0.6)
+    p.mask_grow.setValue(4)
+    p.mask_feather.setValue(2.5)
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    r = window.engine.requests[-1]
+    assert (r.kind, r.prompt, r.negative_prompt, r.steps, r.cfg_scale, r.sampler, r.seed) == (
+        JobKind.INPAINT, "a boat", "blurry", 3, 5.5, "ddim", 1234)
+    assert (r.strength, r.mask_grow, r.mask_feather) == (0.6, 4, 2.5)
+    assert p.reuse_seed.isEnabled()
+    p.seed_mode.setCurrentIndex(p.seed_mode.findData("random"))
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    p.reuse_seed.click()  # reuse last: fixed mode with the last job's seed
+    assert p.settings().seed_mode == "fixed"
+    assert p.settings().seed == window.engine.requests[-1].seed
