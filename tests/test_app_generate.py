@@ -271,3 +271,15 @@ def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
     p.reuse_seed.click()  # reuse last: fixed mode with the last job's seed
     assert p.settings().seed_mode == "fixed"
     assert p.settings().seed == window.engine.requests[-1].seed
+
+
+def test_switching_device_reloads_and_is_remembered_only_when_it_works(qtbot, make_window):
+    window = make_window()
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.panel.device.setCurrentIndex(window.panel.device.findData("cpu"))
+    assert window.factory.devices[-1] == "cpu" and window.app_settings.device == "cpu"
+    window.engine.fail_load = "CUDA is not available on this machine"
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.panel.device.setCurrentIndex(window.panel.device.findData("cuda"))
+    assert "CUDA is not available" in window.last_error
+    assert window.app_settings.device == "cpu"

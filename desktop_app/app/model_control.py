@@ -36,16 +36,16 @@ class ModelControl(QObject):
     def load_initial(self) -> None:
         self.open(self._app.last_model or None)
 
-    def open(self, path: str | None) -> None:
+    def open(self, path: str | None, device: str | None = None) -> None:
         if self._client.busy:
             emit(self.message, "Busy: the model can change once the current job ends")
             return
         self._pending = path
-        self._client.load(path, self._app.device)
+        self._client.load(path, device or self._app.device)
 
     def set_device(self, device: str) -> None:
-        self._app.device = device
-        self.open(self._app.last_model or None)
+        """Reload the current model on another device; remembered only once that worked."""
+        self.open(self._app.last_model or None, device)
 
     @Slot(str)
     def _on_loading(self, what: str) -> None:
@@ -55,6 +55,7 @@ class ModelControl(QObject):
     @Slot(object)
     def _on_loaded(self, info: object) -> None:
         self._app.last_model = self._pending or ""
+        self._app.device = self._client.device
         text = describe_model(info)
         emit(self.status, text)
         emit(self.message, f"Model ready: {text}")
