@@ -126,3 +126,16 @@ def test_run_without_a_model_is_an_engine_error(engine):
 
     with pytest.raises(EngineError, match="no model is loaded"):
         engine.run(JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="x", width=64, height=64))
+
+
+def test_a_wrong_file_keeps_the_loaded_model(engine, tiny_sd, tmp_path):
+    from desktop_app.document.job import JobKind, JobRequest
+
+    engine.load(tiny_sd)
+    bad = tmp_path / "model.ckpt"
+    bad.write_bytes(b"x")
+    with pytest.raises(EngineError):
+        engine.load(bad)
+    assert engine.model_info.name == tiny_sd.name
+    req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="x", width=64, height=64, steps=2)
+    assert engine.run(req).image.shape == (64, 64, 3)

@@ -63,7 +63,8 @@ class Engine:
                 "model folder / .safetensors file")
         if self._model is not None and self._model.path == target.resolve():
             return self._info
-        self._unload()
+        loading.check_model(target.resolve())
+        self._unload()  # before loading: two models at once may not fit in memory
         model = loading.load_model(target.resolve(), self.device, self.dtype,
                                    self.single_file_config)
         self._model = model

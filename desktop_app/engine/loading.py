@@ -137,19 +137,31 @@ def _check_weights(sub: Path) -> None:
         check_safetensors(w)
 
 
-def load_model(path: Path, device: torch.device, dtype: torch.dtype,
-               single_file_config: Path | None = None) -> LoadedModel:
+def check_model(path: Path) -> None:
+    """Every check that needs no weights loaded (cheap): run before dropping the current model,
+    so picking a wrong file does not cost the user the model they had."""
     if not path.exists():
         raise EngineError(f"{path}: no such file or folder")
+    if path.is_dir():
+        check_folder(path)
+        return
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise refuse_pickle(path)
+    if path.suffix.lower() != ".safetensors":
+        raise EngineError(f"{path}: not a model: expected a diffusers folder or a "
+                          ".safetensors file")
+    from desktop_app.engine.single_file import detect_variant
+
+    check_safetensors(path)
+    detect_variant(path)
+
+
+def load_model(path: Path, device: torch.device, dtype: torch.dtype,
+               single_file_config: Path | None = None) -> LoadedModel:
+    check_model(path)
     if path.is_file():
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise refuse_pickle(path)
-        if path.suffix.lower() != ".safetensors":
-            raise EngineError(f"{path}: not a model: expected a diffusers folder or a "
-                              ".safetensors file")
         from desktop_app.engine.single_file import load_single_file
 
-        check_safetensors(path)
         pipe = load_single_file(path, dtype, single_file_config)
         folder = None
     else:
@@ -166,7 +178,7 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype,
 def _load_folder(folder: Path, dtype: torch.dtype):
     from diffusers import DiffusionPipeline
 
-    index = check_folder(folder)
+    index = _read_json(folder / "model_index.json")
     extra: dict[str, Any] = {}
     if "safety_checker" in index:
         # Never load the safety checker: 1.2 GB for a filter this offline canvas does not use.
