@@ -283,3 +283,15 @@ def test_switching_device_reloads_and_is_remembered_only_when_it_works(qtbot, ma
         window.panel.device.setCurrentIndex(window.panel.device.findData("cuda"))
     assert "CUDA is not available" in window.last_error
     assert window.app_settings.device == "cpu"
+
+
+def test_an_untouched_canvas_takes_the_models_size_and_a_painted_one_does_not(
+        qtbot, make_window):
+    fresh = make_window()
+    assert fresh.doc.size == (256, 256)  # the FakeEngine's default_size
+    painted = make_window(load=False)
+    painted.tool.press(5, 5)
+    painted.tool.release(9, 9)
+    with qtbot.waitSignal(painted.client.model_loaded, timeout=5000):
+        painted.start()
+    assert painted.doc.size == (64, 64) and painted.doc.mask.any()

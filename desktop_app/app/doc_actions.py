@@ -49,6 +49,16 @@ class DocumentActions(QObject):
         state = DocState((width, height), None, None, np.zeros((height, width), np.float32), [])
         self._undo.push(StateCommand(self._doc, state, f"New canvas {width}x{height}"))
 
+    def adopt_model_size(self, info: object) -> None:
+        """A fresh, untouched canvas takes the loaded model's native size (256 for the built-in
+        model): other sizes work but cost time or quality."""
+        side = getattr(info, "default_size", 0)
+        doc = self._doc
+        untouched = doc.image is None and not doc.regions and not doc.has_mask()
+        if untouched and isinstance(side, int) and 8 <= side <= MAX_SIDE and doc.size != (side,
+                                                                                          side):
+            doc.new(side // 8 * 8, side // 8 * 8)
+
     def resize_empty(self, width: int, height: int) -> None:
         if self._doc.image is None and (width, height) != self._doc.size:
             after = self._doc.state()

@@ -207,6 +207,7 @@ class MainWindow(QMainWindow):
         self.actions_.error.connect(self._on_error)
         self.tool.message.connect(self._on_status)
         self.doc_status.changed.connect(p.set_canvas_info)
+        self.client.model_loaded.connect(self.actions_.adopt_model_size)
         self.view.files_dropped.connect(self.actions_.open_paths)
         self.view.image_dropped.connect(self.actions_.paste_image)
         self.doc_status.refresh()
