@@ -1,7 +1,8 @@
 """Paint-with-words overhead: the same UNet steps (CFG batch of 2) with and without regions.
 
-Rounds alternate between the variants so a busy machine slows both alike; the medians and
-their ratio are printed side by side (goal: regions cost at most ~10% per step).
+Rounds alternate between the variants and time is this process's CPU time (run it with one
+thread), so other work on the machine disturbs the comparison less; the medians and their ratio
+are printed side by side (goal: regions cost at most ~10% per step).
 
     OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/bench_pww.py
     ... bench/bench_pww.py --latent 32 --rounds 7 --builtin   # also models/builtin, if present
@@ -31,16 +32,18 @@ from desktop_app.engine.pww import PaintWithWords  # noqa: E402
 PROMPT = "a red circle on the left and a blue square on the right, grass below"
 
 
-def tiny_unet(in_channels: int = 4):
+def tiny_unet(channels: tuple[int, ...] = (32, 64), context: int = 32):
+    """Cross-attention at every level. (32, 64) is the tests' size: head dim 4, so attention is
+    most of the step. (320, 640, 1280) with context 768 has SD 1.x's widths and head dims."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
+    n = len(channels)
     return UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32,
-        in_channels=in_channels, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32).eval()
+        block_out_channels=channels, layers_per_block=1, sample_size=32,
+        down_block_types=("CrossAttnDownBlock2D",) * n,
+        up_block_types=("CrossAttnUpBlock2D",) * n,
+        cross_attention_dim=context, attention_head_dim=8, norm_num_groups=32).eval()
 
 
 def regions(size: int) -> tuple[Region, ...]:
@@ -60,13 +63,13 @@ def time_steps(unet, tokenizers, latent: int, steps: int, with_regions: bool,
     pww = PaintWithWords(unet, tokenizers, PROMPT, regs, (latent, latent),
                          collect_attention=collect)
     with torch.no_grad(), pww:
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(steps):
             pww.set_sigma(14.6 * (1 - i / steps))
             unet(x, 999 - i, e)
             if collect:
                 pww.attention_maps()
-        return (time.perf_counter() - start) / steps
+        return (time.process_time() - start) / steps
 
 
 def compare(label: str, unet, tokenizers, latent: int, steps: int, rounds: int) -> None:
@@ -88,12 +91,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latent", type=int, default=32)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sd-widths", action="store_true",
+                    help="also time a random UNet with SD 1.x channel widths (slow)")
     ap.add_argument("--builtin", action="store_true", help="also time models/builtin")
     args = ap.parse_args(argv)
     from transformers import AutoTokenizer
 
     clip = AutoTokenizer.from_pretrained(ROOT / "tests" / "fixtures" / "clip_tokenizer")
     compare("tiny UNet (32, 64)", tiny_unet(), [clip], args.latent, args.steps, args.rounds)
+    if args.sd_widths:
+        compare("random UNet (320, 640, 1280)", tiny_unet((320, 640, 1280), 768), [clip],
+                args.latent, max(args.steps // 4, 1), args.rounds)
     builtin = ROOT / "models" / "builtin"
     if args.builtin and (builtin / "unet").is_dir():
         from diffusers import UNet2DConditionModel

@@ -252,3 +252,19 @@ def test_nine_channel_inpaint_unet_and_short_token_axis(clip):
         out = run(unet, x, e)
     assert out.shape == stock.shape and (out[1] - stock[1]).abs().max() > 1e-3
     assert pww.attention_maps()["blue"].shape == (LATENT, LATENT)
+
+
+def test_encoder_attention_mask_is_still_honoured(unet, clip, inputs):
+    x, e = inputs
+    keep = torch.ones(2, 77)
+    keep[:, 10:] = 0  # padding tokens the text encoder marked as absent
+    with torch.no_grad():
+        stock = unet(x, 500, e, encoder_attention_mask=keep).sample
+        unmasked = unet(x, 500, e).sample
+    pww = PaintWithWords(unet, [clip], PROMPT, (Region("red circle", left_half()),),
+                         (LATENT, LATENT))
+    with pww, torch.no_grad():
+        pww.set_sigma(0.0)
+        out = unet(x, 500, e, encoder_attention_mask=keep).sample
+    assert (stock - unmasked).abs().max() > 1e-3  # the mask matters for this input
+    assert torch.allclose(out, stock, atol=1e-5)

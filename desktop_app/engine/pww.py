@@ -270,7 +270,8 @@ class PaintWithWords:
                    mask: torch.Tensor | None = None) -> torch.Tensor:
         """Softmax attention of the conditional half (batch, heads, n, tokens), biased."""
         n, tokens = q.shape[-2], k.shape[-2]
-        scores = (q @ k.transpose(-1, -2)) * attn_scale
+        # Scaling q (n x d) is cheaper than scaling the (n x tokens) scores.
+        scores = (q * attn_scale) @ k.transpose(-1, -2)
         flat = scores.detach().flatten(1).float()
         if self.mode == "max":
             stat, sig = flat.amax(dim=1), math.log1p(self._sigma)
@@ -278,9 +279,9 @@ class PaintWithWords:
             sig = math.log1p(self._sigma ** 2 if self.mode == "std_sigma2" else self._sigma)
             stat = flat.std(dim=1)
         factor = (self.scale * sig * stat).to(q.dtype).view(-1, 1, 1, 1)
-        scores = scores + factor * self._bias_template(n, tokens, q)
+        scores.addcmul_(factor, self._bias_template(n, tokens, q))
         if mask is not None:
-            scores = scores + mask
+            scores += mask
         probs = scores.softmax(dim=-1)
         if self.wants_probs(n):
             self.collect(n, probs)
