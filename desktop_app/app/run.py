@@ -45,7 +45,8 @@ def run_app(argv: list[str] | None = None,
     app = make_application(list(argv or []))
     window = create_window(engine_factory)
     window.show()
-    files = [a for a in (argv or []) if not a.startswith("-")]
+    # QApplication has removed its own options (-platform xcb, ...): what is left are files.
+    files = [a for a in app.arguments()[1:] if not a.startswith("-")]
     if files:
         window.actions_.open_path(files[0])
     QTimer.singleShot(0, window.start)  # the model loads once the window is on screen
