@@ -139,3 +139,10 @@ def test_a_wrong_file_keeps_the_loaded_model(engine, tiny_sd, tmp_path):
     assert engine.model_info.name == tiny_sd.name
     req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="x", width=64, height=64, steps=2)
     assert engine.run(req).image.shape == (64, 64, 3)
+
+
+def test_a_broken_latent_rgb_json_names_the_file(engine, tiny_builtin, tmp_path):
+    model = shutil.copytree(tiny_builtin, tmp_path / "builtin")
+    (model / "latent_rgb.json").write_text('{"matrix": [[1, 2]]}')
+    with pytest.raises(EngineError, match="latent_rgb.json: not a valid latent->RGB file"):
+        engine.load(model)

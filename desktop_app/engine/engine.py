@@ -67,9 +67,9 @@ class Engine:
         self._unload()  # before loading: two models at once may not fit in memory
         model = loading.load_model(target.resolve(), self.device, self.dtype,
                                    self.single_file_config)
-        self._model = model
+        projector = self._make_projector(model)
+        self._model, self._projector = model, projector
         self._pipes = {"base": model.pipe}
-        self._projector = self._make_projector(model)
         unet_cfg = model.pipe.unet.config
         self._info = ModelInfo(
             name=target.name, path=str(target), family=model.family, device=self.device.type,

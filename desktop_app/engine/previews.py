@@ -5,6 +5,7 @@ kept for the final image only: on CPU it costs as much as a UNet step."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from desktop_app.document.job import Preview
+from desktop_app.document.job import EngineError, Preview
+
+log = logging.getLogger(__name__)
 
 # RGB = latent^T . M + b, in [-1, 1], for latents in the UNet's (scaled) space. Public factors
 # (ComfyUI latent_formats.py), see FACTS.md.
@@ -68,9 +71,15 @@ def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
 
 def latent_rgb_for(family: str, folder: Path | None):
     """The built-in model ships latent_rgb.json; SD1/SD2 and SDXL use public factors."""
-    if folder is not None and (folder / "latent_rgb.json").is_file():
-        data = json.loads((folder / "latent_rgb.json").read_text())
-        return LatentRGB(data["matrix"], data.get("bias", (0.0, 0.0, 0.0)))
+    path = folder / "latent_rgb.json" if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            return LatentRGB(data["matrix"], data.get("bias", (0.0, 0.0, 0.0)))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise EngineError(f"{path}: not a valid latent->RGB file: expected "
+                              '{"matrix": 4x3 numbers, "bias": 3 numbers} '
+                              f"({type(e).__name__}: {e})") from e
     if family == "sdxl":
         return LatentRGB(SDXL_MATRIX, SDXL_BIAS)
     return LatentRGB(SD1_MATRIX)
@@ -82,7 +91,12 @@ def load_taesd(folder: Path, device, dtype):
         return None
     from diffusers import AutoencoderTiny
 
-    vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    try:
+        vae = AutoencoderTiny.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except Exception as e:  # previews are optional: keep the cheap projection and say why
+        log.warning("%s: TAESD not usable for previews (%s); using the latent projection",
+                    folder, e)
+        return None
     return TinyVAE(vae.to(device=device, dtype=dtype).eval())
 
 
