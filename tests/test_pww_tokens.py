@@ -132,3 +132,27 @@ def test_attention_map_words_merge_sub_words_and_skip_specials(unet, clip):
 def test_unknown_mode_is_refused(unet, clip):
     with pytest.raises(ValueError, match="mode"):
         PaintWithWords(unet, [clip], "a cat", (), (8, 8), mode="min")
+
+
+class NoOffsets:
+    """A tokenizer without an offset mapping, as Python ("slow") tokenizers are."""
+
+    def __init__(self, fast):
+        self.fast = fast
+        self.model_max_length = fast.model_max_length
+
+    def __call__(self, text, return_offsets_mapping=False, **kw):
+        if return_offsets_mapping:
+            raise NotImplementedError("return_offset_mapping is not available")
+        return self.fast(text, **kw)
+
+    def decode(self, ids):
+        return self.fast.decode(ids)
+
+
+@pytest.mark.parametrize("name", ["clip", "bert"])
+def test_tokenizers_without_offsets_map_the_same_positions(request, name):
+    tok = request.getfixturevalue(name)
+    prompt = "A red circle, a redcircle and a Red squareish thing"
+    for words in ("red", "red circle", "redcircle", "squareish", "thing"):
+        assert positions(NoOffsets(tok), prompt, words) == positions(tok, prompt, words), words

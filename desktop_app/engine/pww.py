@@ -51,12 +51,16 @@ class TokenInfo:
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> TokenInfo:
-    full = tokenizer(prompt, return_offsets_mapping=True, return_special_tokens_mask=True,
-                     truncation=False)
+    try:
+        full = tokenizer(prompt, return_offsets_mapping=True, return_special_tokens_mask=True,
+                         truncation=False)
+        spans = full["offset_mapping"]
+    except NotImplementedError:  # a Python ("slow") tokenizer has no offset mapping
+        full = tokenizer(prompt, return_special_tokens_mask=True, truncation=False)
+        spans = _align(tokenizer, prompt, full["input_ids"], full["special_tokens_mask"])
     offsets = tuple(
         None if special or a == b else (int(a), int(b))
-        for (a, b), special in zip(full["offset_mapping"], full["special_tokens_mask"],
-                                   strict=True))
+        for (a, b), special in zip(spans, full["special_tokens_mask"], strict=True))
     limit = getattr(tokenizer, "model_max_length", None)
     kept = len(offsets)
     if isinstance(limit, int) and 0 < limit < len(offsets):
@@ -65,6 +69,22 @@ def encode_prompt(tokenizer: Any, prompt: str) -> TokenInfo:
         # Truncation keeps a prefix and closes it with its own end token(s).
         kept = max((i + 1 for i, special in enumerate(trunc) if not special), default=0)
     return TokenInfo(offsets, kept)
+
+
+def _align(tokenizer: Any, prompt: str, ids: list[int],
+           special: list[int]) -> list[tuple[int, int]]:
+    """Character spans found by locating each token's text in the prompt, left to right."""
+    text, cursor, spans = prompt.lower(), 0, []
+    for tid, is_special in zip(ids, special, strict=True):
+        piece = "" if is_special else tokenizer.decode([tid]).strip().lower()
+        piece = piece.removeprefix("##")
+        at = text.find(piece, cursor) if piece else -1
+        if at < 0 or text[cursor:at].strip():  # not found, or it skips over other text
+            spans.append((cursor, cursor))
+            continue
+        spans.append((at, at + len(piece)))
+        cursor = at + len(piece)
+    return spans
 
 
 def phrase_spans(prompt: str, words: str) -> list[tuple[int, int]]:
@@ -282,7 +302,8 @@ class PaintWithWords:
         scores.addcmul_(factor, self._bias_template(n, tokens, q))
         if mask is not None:
             scores += mask
-        probs = scores.softmax(dim=-1)
+        # Half-precision scores are normalised in float32, as SDPA's kernels do internally.
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
         if self.wants_probs(n):
             self.collect(n, probs)
         return probs
