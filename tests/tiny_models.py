@@ -168,7 +168,9 @@ def build_tiny_builtin(out: Path) -> Path:
     text_encoder = BertModel(BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
-    ))
+        # As training/export.py writes it: the pipeline then passes the padding mask.
+        use_attention_mask=True,
+    ), add_pooling_layer=False)
     pipe = StableDiffusionInpaintPipeline(
         unet=_sd_unet(9), vae=_vae(), text_encoder=text_encoder, tokenizer=tokenizer,
         scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
