@@ -111,7 +111,7 @@ def test_warning_for_words_beyond_the_token_limit(unet, bert):
     assert pww._region_tokens == [[], [2]]
     assert len(pww.warnings) == 1
     assert pww.warnings[0].startswith("region 1: words 'dog' fall beyond the text encoder's")
-    assert "63-token limit" in pww.warnings[0]  # 64 minus the closing [SEP]
+    assert "64-token limit" in pww.warnings[0]
 
     both = PaintWithWords(unet, [bert], f"a dog, {filler}, a dog", (region("dog"),), (8, 8))
     assert both._region_tokens == [[2]]

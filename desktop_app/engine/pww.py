@@ -16,6 +16,16 @@ Overlapping regions add. Masks are area-resized to each layer's size.
 Words are found in the prompt as whole phrases (case-insensitive, on word boundaries) and mapped
 to token positions through the tokenizer's offset mapping, for each tokenizer (SDXL has two,
 whose states share one token axis); a region owns every token that covers any occurrence.
+
+Cost: the conditional half needs QKᵀ for the statistic anyway, so it is reused (bias added in
+place, softmax, ·V) instead of a second pass through SDPA; the unconditional half runs SDPA
+exactly as the stock processor does. Bias templates (strength · mask · token) are built once
+per job and resolution; per call only the σ·statistic factor changes.
+
+Attention maps: softmax probabilities of the conditional half, averaged over heads, batch and
+the layers at the resolution nearest 16x16, kept for the last UNet call (previews) and summed
+over the run (adherence). Only that resolution is looked at. With no regions the images are
+bit-identical: the stock processors still compute every output.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ class TokenInfo:
 
     offsets: tuple[tuple[int, int] | None, ...]
     kept: int
+    limit: int  # the tokenizer's model_max_length, as users know it
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> TokenInfo:
@@ -68,7 +79,7 @@ def encode_prompt(tokenizer: Any, prompt: str) -> TokenInfo:
                           max_length=limit)["special_tokens_mask"]
         # Truncation keeps a prefix and closes it with its own end token(s).
         kept = max((i + 1 for i, special in enumerate(trunc) if not special), default=0)
-    return TokenInfo(offsets, kept)
+    return TokenInfo(offsets, kept, limit if isinstance(limit, int) else len(offsets))
 
 
 def _align(tokenizer: Any, prompt: str, ids: list[int],
@@ -156,7 +167,7 @@ class PaintWithWords:
             kept.update(p for p in covering if p < info.kept)
             dropped = dropped or any(p >= info.kept for p in covering)
         if dropped:
-            limit = max(info.kept for info in infos)
+            limit = min(info.limit for info in infos)
             where = "partly " if kept else ""
             self.warnings.append(
                 f"{label}: words {region.words.strip()!r} fall {where}beyond the text encoder's "
