@@ -222,14 +222,19 @@ def test_regions_run_paint_with_words_and_report_adherence(engine_for):
         m.dtype == np.float32 for m in previews[-1].attention.values())
 
 
-def test_out_of_memory_becomes_an_engine_error_with_advice(engine_for, monkeypatch):
+@pytest.mark.parametrize("message", [
+    "CUDA out of memory. Tried to allocate 2.00 GiB",
+    "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
+    "to allocate 10737418240 bytes",
+])
+def test_out_of_memory_becomes_an_engine_error_with_advice(engine_for, monkeypatch, message):
     from desktop_app.document.job import EngineError
 
     engine = engine_for("tiny_sd")
     pipe = engine._pipeline("txt2img")
 
     def explode(**kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise RuntimeError(message)
 
     monkeypatch.setattr(type(pipe), "__call__", lambda self, **kw: explode(**kw))
     with pytest.raises(EngineError, match="out of memory at 64x64.*smaller size"):
@@ -315,3 +320,17 @@ def test_preview_hooks_do_not_change_what_diffusers_computes(engine_for, tiny_sd
                  output_type="np").images[0]
     plain = (plain * 255).round().astype(np.uint8)
     assert np.abs(ours.astype(int) - plain).max() <= 1  # only the last rounding may differ
+
+
+def test_cancel_during_the_final_decode_delivers_nothing(engine_for, monkeypatch):
+    engine = engine_for("tiny_sd")
+    cancel = threading.Event()
+    decode = engine._decode
+
+    def slow_decode(pipe, latents):
+        cancel.set()  # the user presses Cancel while the VAE decodes
+        return decode(pipe, latents)
+
+    monkeypatch.setattr(engine, "_decode", slow_decode)
+    with pytest.raises(JobCancelled):
+        engine.run(_request(JobKind.TEXT_TO_IMAGE), cancel=cancel)

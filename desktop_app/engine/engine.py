@@ -153,6 +153,8 @@ class Engine:
         if cancelled or cancel.is_set():
             raise JobCancelled()
         generated = self._decode(pipe, latents)
+        if cancel.is_set():  # cancelled during the (long, on CPU) decode: still deliver nothing
+            raise JobCancelled()
         adherence = list(pww.adherence()) if pww is not None and request.regions else []
         if pww is not None:
             warnings.extend(pww.warnings)
@@ -238,8 +240,12 @@ class Engine:
 
 def _is_oom(e: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(e, oom)) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    if isinstance(e, MemoryError) or (oom is not None and isinstance(e, oom)):
+        return True
+    # CUDA says "out of memory"; the CPU allocator says "can't allocate memory".
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text
+                                            or "can't allocate memory" in text)
 
 
 def _free_memory() -> None:
