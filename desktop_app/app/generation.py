@@ -21,6 +21,7 @@ from desktop_app.app.worker import EngineClient
 from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.document.history import History, HistoryItem
 from desktop_app.document.job import JobRequest, JobResult, Preview, RequestError
+from desktop_app.document.regions import RegionLayer
 from desktop_app.document.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class GenerationController(QObject):
         self._history = history
         self._app = app_settings
         self._current_settings = current_settings
-        self._jobs: dict[int, tuple[GenerationSettings, tuple]] = {}
+        # job id -> (settings, the regions sent, in request order)
+        self._jobs: dict[int, tuple[GenerationSettings, list[RegionLayer]]] = {}
         self.last_seed: int | None = None
         # PNG encoding of a big result takes 100s of ms: never on the GUI thread.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save-output")
@@ -79,8 +81,7 @@ class GenerationController(QObject):
         job_id = self._client.start(request, attention=settings.attention_maps)
         if job_id is None:
             return None
-        colours = tuple(r.colour for r in self._doc.painted_regions())
-        self._jobs[job_id] = (settings, colours)
+        self._jobs[job_id] = (settings, self._doc.painted_regions())
         self.last_seed = request.seed
         emit(self.last_seed_changed, request.seed)
         emit(self.running_changed, True)
@@ -91,7 +92,7 @@ class GenerationController(QObject):
         if self._client.cancel():
             emit(self.status, "Cancelling…")
 
-    def _finish(self, job_id: int) -> tuple[GenerationSettings, tuple] | None:
+    def _finish(self, job_id: int) -> tuple[GenerationSettings, list[RegionLayer]] | None:
         emit(self.preview, None)
         emit(self.running_changed, False)
         return self._jobs.pop(job_id, None)
@@ -114,12 +115,13 @@ class GenerationController(QObject):
 
     @Slot(object)
     def _on_finished(self, result: JobResult) -> None:
-        settings, colours = self._finish(result.job_id) or (self._current_settings(), ())
+        settings, regions = self._finish(result.job_id) or (self._current_settings(), [])
         self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
-        for region, score in zip(self._doc.painted_regions(), result.region_adherence,
-                                 strict=False):
-            self._doc.update_region(region, adherence=float(score))
-        item = HistoryItem(result, settings, colours)
+        # Scores belong to the regions as they were sent, even if the list changed meanwhile.
+        for region, score in zip(regions, result.region_adherence, strict=False):
+            if region in self._doc.regions:
+                self._doc.update_region(region, adherence=float(score))
+        item = HistoryItem(result, settings, tuple(r.colour for r in regions))
         item.saved_path = self._save_output(result)
         self._history.add(item)
         emit(self.history_added, item)

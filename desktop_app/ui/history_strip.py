@@ -4,7 +4,7 @@ brings back its input canvas and all its parameters."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtGui import QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QListView,
@@ -22,6 +22,20 @@ from desktop_app.document.history import HistoryItem
 THUMB = 80
 
 
+class _List(QListWidget):
+    """A list that says what it is for while it is empty."""
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.count() == 0:
+            p = QPainter(self.viewport())
+            p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter,
+                       "Finished images appear here: click one to show it, "
+                       "double-click (or Restore) to bring back its settings")
+            p.end()
+
+
 class HistoryStrip(QWidget):
     show_requested = Signal(object)  # HistoryItem
     restore_requested = Signal(object)
@@ -29,7 +43,7 @@ class HistoryStrip(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._items: list[HistoryItem] = []
-        self.list = QListWidget()
+        self.list = _List()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setFlow(QListView.Flow.LeftToRight)
         self.list.setWrapping(False)
