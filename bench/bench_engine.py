@@ -301,7 +301,7 @@ def report(case: Case, r: Results) -> list[str]:
         f"(x{ratio_off:.3f}) | engine+previews {ips['engine+previews']:.3f} img/s "
         f"(x{ratio_on:.3f}, goal >= 0.97: {mark(ratio_on >= 0.97)})",
         f"{'':{len(case.name)}}  preview {cost * 1000:.2f} ms of a {step * 1000:.1f} ms step = "
-        f"{pct:.2f}% (goal <= 3%: {mark(pct <= 3)}) | cancel latency {cancel}",
+        f"{pct:.3g}% (goal <= 3%: {mark(pct <= 3)}) | cancel latency {cancel}",
     ]
 
 

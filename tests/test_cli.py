@@ -85,7 +85,8 @@ def test_inpaint_repaints_white_and_keeps_black(tiny_sd_inpaint, tmp_path, capsy
     out = tmp_path / "inpaint.png"
     code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd_inpaint), "--steps", "2",
                         "--init", str(init), "--mask", str(tmp_path / "mask.png"),
-                        "--strength", "1", "--out", str(out))
+                        "--strength", "1", "--mask-grow", "1", "--mask-feather", "2",
+                        "--out", str(out))
     assert code == 0, err
     assert "resized to 64x64" in err
     result = load_image(out).astype(int)
@@ -94,6 +95,7 @@ def test_inpaint_repaints_white_and_keeps_black(tiny_sd_inpaint, tmp_path, capsy
     assert keep < 2 and repaint > 20
     req = read_metadata(out)
     assert req.kind is JobKind.INPAINT
+    assert (req.mask_grow, req.mask_feather, req.inpaint_only_masked) == (1, 2.0, False)
     assert req.mask.shape == (64, 64)
     assert req.mask[:, :30].min() == 1.0 and req.mask[:, 34:].max() == 0
 
