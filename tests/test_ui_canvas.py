@@ -178,6 +178,18 @@ def test_space_drag_pans_instead_of_painting(qtbot, canvas):
     assert not doc.mask.any() and view.offset.x() == 40
 
 
+def test_zoom_keys(qtbot, make_window):
+    window = make_window(load=False)
+    zoom = window.view.zoom
+    qtbot.keyClick(window.view, Qt.Key.Key_Equal, Qt.KeyboardModifier.ControlModifier)
+    assert window.view.zoom > zoom
+    qtbot.keyClick(window.view, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.view, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    assert window.view.zoom < zoom
+    qtbot.keyClick(window.view, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.view.zoom == 1.0
+
+
 def test_brush_size_keys(qtbot, make_window):
     window = make_window(load=False)
     size = window.tool.size

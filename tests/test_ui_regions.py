@@ -45,6 +45,15 @@ def test_add_region_from_the_prompt_selection_and_paint_it(qtbot, make_window):
     assert overlay[10, 10, 3] > 0 and overlay[40, 40, 3] == 0
 
 
+def test_use_selection_sets_the_selected_regions_words(qtbot, make_window):
+    window = make_window(load=False)
+    window.regions.add("")
+    select_in_prompt(window.panel, "a red ball on green grass", "green grass")
+    window.regions_panel.use_selection.click()
+    assert window.doc.regions[0].words == "green grass"
+    assert window.regions_panel.words.text() == "green grass"
+
+
 def test_words_not_in_the_prompt_warn_inline(qtbot, make_window):
     window = make_window(load=False)
     window.panel.prompt.setPlainText("a cat on a sofa")

@@ -117,6 +117,9 @@ class CanvasLayers(QObject):
 
     def _update_regions(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect
+        if not self._doc.regions:  # the common case, and a 4096² canvas opens without a stall
+            self.regions.pixels[y0:y1, x0:x1] = 0
+            return
         out = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
         for region in self._doc.regions:
             a = region.mask[y0:y1, x0:x1] * REGION_ALPHA
