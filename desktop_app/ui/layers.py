@@ -85,8 +85,15 @@ class CanvasLayers(QObject):
         doc = self._doc
         self.image = None if doc.image is None else _rgb_qimage(doc.image)
         if self.mask.buf.shape[:2] != (doc.height, doc.width):
+            # New overlays start transparent: only fill what has content (opening a 4096² image
+            # would otherwise spend a second tinting an empty mask).
             self.mask = Overlay(doc.width, doc.height)
             self.regions = Overlay(doc.width, doc.height)
+            if doc.has_mask():
+                self._update_mask(self._full())
+            if doc.regions:
+                self._update_regions(self._full())
+            return
         self._update_mask(self._full())
         self._update_regions(self._full())
 
