@@ -146,3 +146,9 @@ def test_a_broken_latent_rgb_json_names_the_file(engine, tiny_builtin, tmp_path)
     (model / "latent_rgb.json").write_text('{"matrix": [[1, 2]]}')
     with pytest.raises(EngineError, match="latent_rgb.json: not a valid latent->RGB file"):
         engine.load(model)
+
+
+def test_a_folder_with_only_fp16_variant_weights_loads(engine, sd_copy):
+    for weights in sd_copy.glob("*/*.safetensors"):
+        weights.rename(weights.with_name(weights.stem + ".fp16.safetensors"))
+    assert engine.load(sd_copy).family == "sd1"

@@ -183,11 +183,24 @@ def _load_folder(folder: Path, dtype: torch.dtype):
     if "safety_checker" in index:
         # Never load the safety checker: 1.2 GB for a filter this offline canvas does not use.
         extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    variant = _weights_variant(folder)
+    if variant:
+        extra["variant"] = variant
     try:
         return DiffusionPipeline.from_pretrained(
             folder, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
     except Exception as e:  # diffusers/transformers raise many types; report the file
         raise EngineError(f"{folder}: could not load the model ({type(e).__name__}: {e})") from e
+
+
+def _weights_variant(folder: Path) -> str | None:
+    """"fp16" when the UNet only ships variant weights (unet/*.fp16.safetensors), as many hub
+    downloads do; diffusers looks for the plain names unless told."""
+    names = [p.name for p in (folder / "unet").glob("*.safetensors")]
+    suffixes = {n.split(".")[-2] for n in names if n.count(".") >= 2}
+    if names and len(suffixes) == 1 and all(n.count(".") >= 2 for n in names):
+        return suffixes.pop()
+    return None
 
 
 def detect_family(pipe) -> str:
