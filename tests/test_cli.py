@@ -126,6 +126,28 @@ def test_regions_layout_reaches_the_engine_and_the_metadata(tiny_sd, tmp_path, c
     assert fox[:, :28].min() > 0.99 and fox[:, 36:].max() < 0.01
 
 
+@pytest.mark.parametrize("size_args, expected", [
+    ([], (48, 40)),  # 50x37 rounded to multiples of 8
+    (["--width", "96"], (96, 72)),  # one side given: the other keeps the aspect
+    (["--height", "16"], (24, 16)),
+    (["--width", "64", "--height", "64"], (64, 64)),
+])
+def test_init_size_rounding_and_aspect(tmp_path, size_args, expected):
+    _init(tmp_path, 50, 37)
+    Image.fromarray(np.full((37, 50), 255, np.uint8)).save(tmp_path / "m.png")
+    args = cli.build_parser().parse_args(["--prompt", "p", "--init", str(tmp_path / "init.png"),
+                                          "--mask", str(tmp_path / "m.png"), *size_args,
+                                          "--out", str(tmp_path / "o.png")])
+    messages: list[str] = []
+    console = cli.Console(quiet=True)
+    console.warn = messages.append
+    image, mask = cli._load_inputs(args, console)
+    w, h = expected
+    assert image.shape == (h, w, 3) and mask.shape == (h, w)
+    assert any("50x37 resized to" in m for m in messages)
+    assert any("mask is 50x37" in m for m in messages)
+
+
 BAD_INPUTS = [
     (["--steps", "abc"], "--steps"),
     (["--steps", "0"], "--steps"),
@@ -143,6 +165,8 @@ BAD_INPUTS = [
     (["--regions", "{tmp}/no_layout.json"], "no_layout.json"),
     (["--regions", "{tmp}/bad_layout.json"], "bad_layout.json"),
     (["--sampler", "lcm"], "LCM"),
+    (["--device", "tpu"], "tpu"),
+    (["--dtype", "float8"], "float8"),
 ]
 
 
