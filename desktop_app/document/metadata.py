@@ -37,6 +37,7 @@ from PIL import Image, PngImagePlugin
 
 from desktop_app.document.image_io import save_png
 from desktop_app.document.job import (
+    MAX_SIDE,
     SAMPLER_LABELS,
     JobKind,
     JobRequest,
@@ -181,7 +182,7 @@ def _decode_png(payload: bytes, name: str) -> np.ndarray:
         with Image.open(io.BytesIO(payload)) as img:
             img.load()
             return np.asarray(img)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise RequestError(f"metadata: array {name!r} is damaged ({exc})") from None
 
 
@@ -191,7 +192,12 @@ def _decode_mask(ref: dict[str, Any], payload: bytes, name: str) -> np.ndarray:
     if ref.get("encoding") == "f32-zlib":
         try:
             shape = tuple(int(n) for n in ref["shape"])
-            return np.frombuffer(zlib.decompress(payload), dtype="<f4").reshape(shape).copy()
+            if len(shape) != 2 or not all(0 < n <= MAX_SIDE for n in shape):
+                raise ValueError(f"shape {shape}")
+            # Inflate no more than the shape needs: a crafted file cannot balloon memory.
+            d = zlib.decompressobj()
+            raw = d.decompress(payload, shape[0] * shape[1] * 4)
+            return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
             raise RequestError(f"metadata: mask {name!r} is damaged ({exc})") from None
     raise RequestError(f"metadata: mask {name!r} has unknown encoding {ref.get('encoding')!r}")
