@@ -202,3 +202,19 @@ def test_hand_edited_json_gives_one_line_naming_the_file(tmp_path, doc):
     with pytest.raises(RequestError) as exc:
         read_metadata(tmp_path / "e.png")
     assert "e.png" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_oversized_float_mask_payload_is_refused(tmp_path):
+    import zlib
+
+    from PIL import PngImagePlugin
+
+    doc = ('{"format": "diffusion-canvas", "version": 1, "kind": "text-to-image", "prompt": "p",'
+           ' "regions": [{"words": "p", "mask": {"blob": "r", "encoding": "f32-zlib",'
+           ' "shape": [4, 4]}}]}')
+    info = PngImagePlugin.PngInfo()
+    info.add_text(JSON_KEY, doc)
+    info.add(b"dcAr", b"r\0" + zlib.compress(b"\0" * 50_000_000), after_idat=True)  # 50 MB
+    save_png(tmp_path / "bomb.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    with pytest.raises(RequestError, match="bomb.png.*more data"):
+        read_metadata(tmp_path / "bomb.png")

@@ -197,6 +197,8 @@ def _decode_mask(ref: dict[str, Any], payload: bytes, name: str) -> np.ndarray:
             # Inflate no more than the shape needs: a crafted file cannot balloon memory.
             d = zlib.decompressobj()
             raw = d.decompress(payload, shape[0] * shape[1] * 4)
+            if not d.eof or d.unconsumed_tail:
+                raise ValueError(f"more data than a {shape[1]}x{shape[0]} mask")
             return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
             raise RequestError(f"metadata: mask {name!r} is damaged ({exc})") from None
