@@ -10,6 +10,14 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import app_helpers  # noqa: E402  (after the environment above)
+
+# Autouse for every test: settings and output folder in tmp; fail a test that leaves a QThread
+# running. make_window builds the real main window around a FakeEngine.
+isolated_settings = app_helpers.isolated_settings
+no_leaked_qthreads = app_helpers.no_leaked_qthreads
+make_window = app_helpers.make_window
+
 def _tiny(tmp_path_factory, name: str, builder_name: str):
     import tiny_models
 

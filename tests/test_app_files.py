@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import test_app_conftest as helpers
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -11,10 +10,6 @@ from PySide6.QtGui import QGuiApplication
 from desktop_app.app.imaging import rgb_to_qimage
 from desktop_app.app.qt_compat import emit
 from desktop_app.document.job import JobKind
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
-make_window = helpers.make_window
 
 
 def picture(w: int, h: int) -> np.ndarray:

@@ -7,17 +7,12 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import test_app_conftest as helpers
 from fake_engine import FakeEngine, fake_image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_app.app.qt_compat import emit
 from desktop_app.document.job import JobKind, Preview
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
-make_window = helpers.make_window
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 

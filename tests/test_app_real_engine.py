@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import test_app_conftest as helpers
 
 from desktop_app.app.main_window import MainWindow
 from desktop_app.app.settings import AppSettings
 from desktop_app.app.worker import EngineClient, default_engine_factory
 from desktop_app.document.job import JobKind
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
 
 pytest.importorskip("desktop_app.engine")
 

@@ -10,11 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import test_app_conftest as helpers
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
-
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import test_app_conftest as helpers
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QUndoStack
 
@@ -13,10 +12,6 @@ from desktop_app.app.tools import ToolController
 from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.ui.canvas_view import CanvasView
 from desktop_app.ui.layers import CanvasLayers
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
-make_window = helpers.make_window
 
 L, R, M = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton, Qt.MouseButton.MiddleButton
 

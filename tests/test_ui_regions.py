@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import test_app_conftest as helpers
 from PySide6.QtGui import QTextCursor
 
 from desktop_app.document.job import JobKind
 from desktop_app.document.regions import words_in_prompt
-
-isolated_settings = helpers.isolated_settings
-no_leaked_qthreads = helpers.no_leaked_qthreads
-make_window = helpers.make_window
 
 
 def select_in_prompt(panel, text: str, word: str) -> None:

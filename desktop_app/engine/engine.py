@@ -249,6 +249,10 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def _free_memory() -> None:
-    gc.collect()
+    # A full collection on a worker thread can finalize objects owned by another thread (Qt
+    # wrappers of the app: seen as a segfault when the app's engine thread reloaded a model).
+    # Model weights are freed by reference counting anyway; collect cycles only on the main thread.
+    if threading.current_thread() is threading.main_thread():
+        gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

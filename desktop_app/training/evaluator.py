@@ -1,7 +1,7 @@
 """Deterministic reader of the built-in world's images: what objects are where, in which colour.
 
-Segment by nearest palette colour, find connected components, classify shape by fill ratio of the
-bounding box (square ~1.0, circle ~0.79, triangle ~0.5), cell by centroid, size by extent, and the
+Segment by nearest palette colour, find connected components, classify shape by how the area sits in its
+bounding box (triangles are bottom-heavy; squares fill it, circles ~0.79), cell by centroid, size by extent, and the
 background from the border. numpy only, so tests, benchmarks and the app can all use it.
 """
 
@@ -83,12 +83,48 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out, len(uniq)
 
 
-def _shape_from_fill(fill: float) -> str:
-    if fill >= 0.9:
-        return "square"
-    if fill >= 0.64:
-        return "circle"
-    return "triangle"
+def _shift_and(m: np.ndarray) -> np.ndarray:
+    """3x3 binary erosion (outside the image counts as set, so border shapes survive)."""
+    p = np.pad(m, 1, constant_values=True)
+    out = m.copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out &= p[dy:dy + m.shape[0], dx:dx + m.shape[1]]
+    return out
+
+
+def _shift_or(m: np.ndarray) -> np.ndarray:
+    p = np.pad(m, 1, constant_values=False)
+    out = m.copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out |= p[dy:dy + m.shape[0], dx:dx + m.shape[1]]
+    return out
+
+
+def opening(m: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening: removes bands thinner than ~2*radius+1 px (anti-aliased fringes, decoder
+    rings) while keeping shapes tens of pixels wide."""
+    for _ in range(radius):
+        m = _shift_and(m)
+    for _ in range(radius):
+        m = _shift_or(m)
+    return m
+
+
+def _grow(m: np.ndarray, radius: int) -> np.ndarray:
+    for _ in range(radius):
+        m = _shift_or(m)
+    return m
+
+
+def _classify(fill: float, top_share: float) -> str:
+    """Triangles (apex up) put ~25% of their area in the top half of their box, circles and
+    squares 50%; squares fill their box (1.0), circles ~0.79. Blurry corners lower a square's
+    fill and raise a triangle's, so the top/bottom balance decides triangles first."""
+    if top_share < 0.375:
+        return "triangle"
+    return "square" if fill >= 0.86 else "circle"
 
 
 def read(img: np.ndarray) -> Reading:
@@ -104,23 +140,31 @@ def read(img: np.ndarray) -> Reading:
     for idx, rgb in enumerate(_RGB):
         if idx == bg_idx or rgb not in _FG_NAME:
             continue
-        m = seg == idx
+        raw = seg == idx
+        r = max(1, round(2 * h / 256))
+        m = opening(raw, r)
         if m.sum() < _MIN_AREA * h * w:
             continue
         labels, n = label_components(m)
-        counts = np.bincount(labels.reshape(-1), minlength=n + 1)
         for k in range(1, n + 1):
-            area = counts[k] / (h * w)
-            if area < _MIN_AREA:
-                continue
             ys, xs = np.nonzero(labels == k)
-            bw = (xs.max() - xs.min() + 1) / w
-            bh = (ys.max() - ys.min() + 1) / h
+            if len(ys) < _MIN_AREA * h * w:
+                continue
+            # Measure on the un-opened pixels around the component, so opening (which blunts
+            # triangle tips) only decides what is a component, not its shape or size.
+            y0, y1 = max(0, ys.min() - r - 1), min(h, ys.max() + r + 2)
+            x0, x1 = max(0, xs.min() - r - 1), min(w, xs.max() + r + 2)
+            sub = raw[y0:y1, x0:x1] & _grow(labels[y0:y1, x0:x1] == k, r + 1)
+            sy, sx = np.nonzero(sub)
+            area = len(sy) / (h * w)
+            bw = (sx.max() - sx.min() + 1) / w
+            bh = (sy.max() - sy.min() + 1) / h
             fill = area / (bw * bh)
-            cx, cy = xs.mean() / w, ys.mean() / h
+            top_share = float(np.mean(sy < (sy.min() + sy.max()) / 2))
+            cx, cy = (sx.mean() + x0) / w, (sy.mean() + y0) / h
             cell = 3 * min(int(cy * 3), 2) + min(int(cx * 3), 2)
             size = "big" if max(bw, bh) >= _BIG_EXTENT else "small"
-            found.append(Found(_FG_NAME[rgb], _shape_from_fill(fill), size, cell, float(area),
+            found.append(Found(_FG_NAME[rgb], _classify(fill, top_share), size, cell, float(area),
                                float(fill), (float(cx), float(cy))))
     found.sort(key=lambda f: -f.area)
     return Reading(background, tuple(found))

@@ -42,6 +42,12 @@ def export_static() -> None:
     # The pipeline passes the attention mask only when the config asks for it.
     enc.config.use_attention_mask = True
     enc.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
+    # Weights are stored in fp16 to stay under the size budget; the config says float32 so that
+    # loaders that honour the saved dtype compute in fp32 (as training did) on the CPU.
+    cfg_path = out / "text_encoder" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["dtype"] = "float32"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     tok = AutoTokenizer.from_pretrained(src, model_max_length=data.MAX_TOKENS)
     tok.save_pretrained(out / "tokenizer")
     EulerDiscreteScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")

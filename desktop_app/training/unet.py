@@ -40,7 +40,7 @@ SCHEDULER_CONFIG = dict(
     beta_schedule="linear",
     prediction_type="v_prediction",
     timestep_spacing="trailing",
-    steps_offset=0,
+    steps_offset=1,
 )
 CFG_DROP = 0.15
 
@@ -52,9 +52,28 @@ def make_unet():
 
 
 class Dataset:
+    """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
+
     def __init__(self) -> None:
+        self.chunks = 0
+        self.reload()
+        if not self.chunks:
+            raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
+                             "and `... latents` first")
+
+    @staticmethod
+    def available() -> int:
+        c = 0
+        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
+                data.DATA_DIR / f"text_{c:03d}.pt").exists():
+            c += 1
+        return c
+
+    def reload(self) -> bool:
         import torch
 
+        if self.available() <= self.chunks:
+            return False
         self.emb, self.lat, self.mlat, self.masks = [], [], [], []
         c = 0
         while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
@@ -66,9 +85,6 @@ class Dataset:
             self.mlat.append(lt["mlat"])
             self.masks.append(lt["mask_bits"])
             c += 1
-        if not c:
-            raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
-                             "and `... latents` first")
         self.chunks = c
         self.emb = torch.cat(self.emb)
         self.lat = torch.cat(self.lat)
@@ -77,6 +93,7 @@ class Dataset:
         self.empty = torch.load(data.DATA_DIR / "empty.pt")
         self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
         self.n = len(self.lat)
+        return True
 
     def batch(self, rng: np.random.Generator, size: int):
         import torch
@@ -179,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.time()
             common.log(f"step {step} loss {np.mean(losses[-args.ckpt_every:]):.4f} "
                        f"{rate:.2f} it/s", logf)
+        if step % args.export_every == 0 and ds.reload():
+            common.log(f"dataset grew: {ds.n} scenes from {ds.chunks} chunks", logf)
         if step % args.export_every == 0 or step == args.steps:
             from desktop_app.training import export
 

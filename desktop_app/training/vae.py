@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     # training and full-size use (seen: border artefacts, 50% evaluator accuracy); finish on full
     # 256 px images.
     ap.add_argument("--crop", type=int, default=CROP)
+    # Once the UNet trains on cached latents the encoder is frozen; the decoder can keep improving.
+    ap.add_argument("--decoder-only", action="store_true")
+    ap.add_argument("--schedule-steps", type=int, default=0,
+                    help="length of the cosine learning-rate schedule (default: --steps)")
     args = ap.parse_args(argv)
 
     import torch
@@ -84,20 +88,25 @@ def main(argv: list[str] | None = None) -> None:
     ckpt_path = common.CACHE_DIR / "vae.pt"
     logf = common.CACHE_DIR / "vae.log"
     vae = make_vae()
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
+    if args.decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr)
     if ckpt_path.exists():
         # Our own checkpoint, written by this script (older ones hold numpy scalars).
         state = torch.load(ckpt_path, weights_only=False)
         vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        if state.get("decoder_only", False) == args.decoder_only:
+            opt.load_state_dict(state["opt"])
         step = state["step"]
         common.log(f"resumed VAE from step {step}", logf)
     rng = np.random.default_rng(args.seed * 1000 + step)
     prog = common.Progress(args.steps, "vae")
     vae.train()
     while step < args.steps:
-        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / args.steps)) if step > 200 else args.lr * step / 200
+        horizon = args.schedule_steps or args.steps
+        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / horizon)) if step > 200 else args.lr * step / 200
         for g in opt.param_groups:
             g["lr"] = float(max(lr, 1e-5))
         x = to_tensor(crop_batch(rng, args.batch, args.crop))
@@ -117,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         prog.update(step, l1=l1.item(), psnr=psnr, kl=kl.item())
         if step % args.ckpt_every == 0 or step == args.steps:
             common.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step},
+            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "decoder_only": args.decoder_only},
                        ckpt_path.with_suffix(".tmp"))
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
             common.log(f"step {step} l1 {l1.item():.4f} psnr {psnr:.2f} kl {kl.item():.3f}", logf)

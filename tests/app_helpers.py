@@ -1,5 +1,4 @@
-"""Shared fixtures for the UI/app tests (imported by test_ui_*.py and test_app_*.py; could move to
-conftest.py). No tests here.
+"""Shared fixtures for all tests (conftest.py re-exports them) and helpers for the UI/app tests.
 
 - every test runs with its settings file and output folder in tmp;
 - a test that leaves a QThread running fails (the idea of napari's conftest);
@@ -21,8 +20,9 @@ from desktop_app.app.worker import EngineClient
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch):
-    path = tmp_path / "settings.ini"
+def isolated_settings(tmp_path, tmp_path_factory, monkeypatch):
+    # The settings file lives outside tmp_path, which tests may expect to hold only their files.
+    path = tmp_path_factory.mktemp("settings") / "settings.ini"
     monkeypatch.setenv(SETTINGS_ENV, str(path))
     settings = AppSettings()
     settings.output_dir = str(tmp_path / "out")

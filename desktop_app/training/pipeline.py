@@ -1,0 +1,60 @@
+"""One command that (re)trains the built-in model from scratch with fixed seeds, resuming wherever
+an earlier run stopped:
+
+    python -m desktop_app.training.pipeline [--unet-steps N]
+
+Stages (each skips itself when its output exists; state lives in the training cache,
+$DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in models/builtin):
+1. VAE on 96 px crops (1750 steps of a 2500-step cosine schedule, batch 16), then on full
+   256 px images (to step 2200 of a 2750-step schedule, batch 4)
+2. frozen text encoder, tokenizer, scheduler and model_index written to models/builtin
+3. caption embeddings (16 chunks of 1000 scenes, 2 captions each) and latents (image + masked image)
+4. UNet (v-prediction, EMA), exported to models/builtin/unet every 1000 steps
+5. latent -> RGB preview factors fitted against the VAE
+Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from desktop_app.training import common, data, export, unet, vae  # noqa: E402
+
+VAE_CROP_STEPS = 1750
+VAE_FULL_STEPS = 2200
+DATA_CHUNKS = 16
+
+
+def _vae_step() -> int:
+    import torch
+
+    path = common.CACHE_DIR / "vae.pt"
+    if not path.exists():
+        return 0
+    return int(torch.load(path, weights_only=False)["step"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--unet-steps", type=int, default=40000)
+    args = ap.parse_args(argv)
+    if not (common.MODEL_DIR / "vae" / "config.json").exists():
+        if _vae_step() < VAE_CROP_STEPS:
+            vae.main(["--steps", str(VAE_CROP_STEPS), "--schedule-steps", "2500"])
+        vae.main(["--steps", str(VAE_FULL_STEPS), "--crop", "256", "--batch", "4", "--lr", "5e-4",
+                  "--schedule-steps", "2750", "--ckpt-every", "100"])
+    if not (common.MODEL_DIR / "model_index.json").exists():
+        export.export_static()
+    data.main(["text", "--chunks", str(DATA_CHUNKS)])
+    data.main(["latents", "--chunks", str(DATA_CHUNKS)])
+    if not (common.MODEL_DIR / "latent_rgb.json").exists():
+        print(json.dumps(export.fit_latent_rgb()))
+    unet.main(["--steps", str(args.unet_steps)])
+
+
+if __name__ == "__main__":
+    main()
