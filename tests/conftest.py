@@ -64,3 +64,24 @@ def tiny_sdxl_single_file(tmp_path_factory, tiny_sdxl):
 
     out = tmp_path_factory.mktemp("tiny_single_xl") / "tiny_sdxl.safetensors"
     return tiny_models.save_ldm_single_file(tiny_sdxl, out)
+
+
+_ENGINES: dict[str, object] = {}
+
+
+@pytest.fixture
+def engine_for(request):
+    """engine_for("tiny_sd") -> an Engine with that tiny model loaded, shared by the whole session
+    (loading is the slow part); previews after every step so step numbers can be checked."""
+
+    def get(name: str):
+        if name not in _ENGINES:
+            from desktop_app.engine import Engine
+
+            engine = Engine(device="cpu")
+            engine.preview_max_per_second = 0
+            engine.load(request.getfixturevalue(name))
+            _ENGINES[name] = engine
+        return _ENGINES[name]
+
+    return get

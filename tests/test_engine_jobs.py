@@ -11,24 +11,6 @@ from desktop_app.document.job import JobCancelled, JobKind, JobRequest, Region, 
 
 SIZE = 64
 MODELS = ["tiny_sd", "tiny_sd_inpaint", "tiny_sdxl", "tiny_builtin"]
-_ENGINES: dict[str, object] = {}
-
-
-@pytest.fixture
-def engine_for(request):
-    """An engine per tiny model, loaded once for the whole session (loading is the slow part)."""
-
-    def get(name: str):
-        if name not in _ENGINES:
-            from desktop_app.engine import Engine
-
-            engine = Engine(device="cpu")
-            engine.preview_max_per_second = 0  # every step, so step numbers can be checked
-            engine.load(request.getfixturevalue(name))
-            _ENGINES[name] = engine
-        return _ENGINES[name]
-
-    return get
 
 
 def _init_image() -> np.ndarray:

@@ -9,22 +9,6 @@ import pytest
 from desktop_app.document.job import JobKind, JobRequest, Region
 
 SIZE = 64
-_ENGINES: dict[str, object] = {}
-
-
-@pytest.fixture
-def engine_for(request):
-    def get(name: str):
-        if name not in _ENGINES:
-            from desktop_app.engine import Engine
-
-            engine = Engine(device="cpu")
-            engine.preview_max_per_second = 0
-            engine.load(request.getfixturevalue(name))
-            _ENGINES[name] = engine
-        return _ENGINES[name]
-
-    return get
 
 
 def _request(kind: JobKind, **kw) -> JobRequest:

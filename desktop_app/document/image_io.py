@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -169,6 +170,28 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(src.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
+def atomic_write(target: Path, write: Any, *, durable: bool = True,
+                 error: type[Exception] = RequestError) -> None:
+    """Write a file through `write(fh)` into a temp file in the same folder, then rename it over
+    the target, so a crash or a full disk never leaves a half-written file. `durable` flushes it
+    to the disk first. A missing folder raises `error` naming it."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise error(f"{target}: folder {folder} does not exist")
+    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would stick to the final file).
+    tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            write(fh)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_png(path: str | os.PathLike[str], image: np.ndarray,
              pnginfo: PngImagePlugin.PngInfo | None = None, durable: bool = True) -> Path:
     """Write an RGB uint8 PNG with optional metadata chunks, atomically: a temp file in the same
@@ -178,20 +201,6 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray,
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 image, got {arr.dtype} {arr.shape}")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise RequestError(f"{p}: folder {folder} does not exist")
-    # A fresh name opened with "x" (not mkstemp, whose 0600 mode would stick to the final file).
-    tmp = folder / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            png = Image.fromarray(np.ascontiguousarray(arr))
-            png.save(fh, format="PNG", pnginfo=pnginfo)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    png = Image.fromarray(np.ascontiguousarray(arr))
+    atomic_write(p, lambda fh: png.save(fh, format="PNG", pnginfo=pnginfo), durable=durable)
     return p

@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from desktop_app.document.image_io import load_mask, resize_mask
+from desktop_app.document.image_io import atomic_write, load_mask, resize_mask
 from desktop_app.document.job import Region, RequestError
 
 VERSION = 1
@@ -186,16 +185,4 @@ def save_layout(path: str | os.PathLike[str], regions: tuple[Region, ...] | list
 
 
 def _atomic_write(target: Path, write: Any) -> None:
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise LayoutError(f"{target}: folder {folder} does not exist")
-    tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(target, write, error=LayoutError)

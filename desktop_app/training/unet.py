@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.time()
             common.log(f"step {step} loss {np.mean(losses[-args.ckpt_every:]):.4f} "
                        f"{rate:.2f} it/s", logf)
-        if step % args.export_every == 0 and ds.reload():
+        if step % args.ckpt_every == 0 and ds.reload():
             common.log(f"dataset grew: {ds.n} scenes from {ds.chunks} chunks", logf)
         if step % args.export_every == 0 or step == args.steps:
             from desktop_app.training import export
