@@ -123,7 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--export-every", type=int, default=1000)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--export-only", action="store_true",
+                    help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
+    if args.export_only:
+        export_checkpoint()
+        return
 
     import torch
     from diffusers import DDPMScheduler
@@ -203,6 +208,18 @@ def main(argv: list[str] | None = None) -> None:
 
             export.export_unet(ema, step)
             common.log(f"exported EMA UNet at step {step}", logf)
+
+
+def export_checkpoint() -> None:
+    import torch
+
+    from desktop_app.training import export
+
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    unet = make_unet()
+    unet.load_state_dict(st["ema"])
+    export.export_unet(unet, st["step"])
+    common.log(f"exported EMA UNet at step {st['step']}", common.CACHE_DIR / "unet.log")
 
 
 if __name__ == "__main__":
