@@ -55,7 +55,7 @@ def request_for(case: PwwCase, strength: float, steps: int, cfg: float) -> JobRe
 
 
 def measure(engine, items: list[PwwCase], strength: float, steps: int = 20,
-            cfg: float = 5.0) -> dict[str, float]:
+            cfg: float = 7.5) -> dict[str, float]:
     placed, all_placed, background, adherence = [], [], [], []
     for case in items:
         res = engine.run(request_for(case, strength, steps, cfg))
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--strengths", default="0,0.5,1,2,4")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--cfg", type=float, default=7.5)
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

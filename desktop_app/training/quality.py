@@ -20,7 +20,7 @@ from desktop_app.document.job import JobKind, JobRequest
 from desktop_app.training import evaluator, scenes
 
 DEFAULT_STEPS = 20
-DEFAULT_CFG = 5.0
+DEFAULT_CFG = 7.5  # the app's and the command line's default
 
 
 @dataclass(frozen=True)
