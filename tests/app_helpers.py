@@ -95,3 +95,21 @@ class _Factory:
 
 def settings_env() -> str:
     return os.environ[SETTINGS_ENV]
+
+
+def open_real_window(qtbot, model: str | None, size: tuple[int, int]) -> MainWindow:
+    """The main window over the real Engine on its thread, with `model` loaded (None: the
+    built-in model, as on a first run)."""
+    from desktop_app.app.worker import default_engine_factory
+
+    settings = AppSettings()
+    if model is not None:
+        settings.last_model = model
+    client = EngineClient(default_engine_factory, device="cpu", preview_interval=0.0)
+    window = MainWindow(client, settings, *size)
+    client.setParent(window)
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(client.model_loaded, timeout=120_000):
+        window.start()
+    return window

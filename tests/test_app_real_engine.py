@@ -3,12 +3,10 @@ UI <-> engine contract (previews, results, cancel, errors) end to end on the eng
 
 from __future__ import annotations
 
+import app_helpers as helpers
 import numpy as np
 import pytest
 
-from desktop_app.app.main_window import MainWindow
-from desktop_app.app.settings import AppSettings
-from desktop_app.app.worker import EngineClient, default_engine_factory
 from desktop_app.document.job import JobKind
 
 pytest.importorskip("desktop_app.engine")
@@ -16,15 +14,7 @@ pytest.importorskip("desktop_app.engine")
 
 @pytest.fixture
 def real_window(qtbot, tiny_builtin):
-    settings = AppSettings()
-    settings.last_model = str(tiny_builtin)
-    client = EngineClient(default_engine_factory, device="cpu", preview_interval=0.0)
-    window = MainWindow(client, settings, 64, 64)
-    client.setParent(window)
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(client.model_loaded, timeout=120_000):
-        window.start()
+    window = helpers.open_real_window(qtbot, str(tiny_builtin), (64, 64))
     yield window
     window.close()
 

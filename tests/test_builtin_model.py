@@ -53,18 +53,11 @@ def test_inpainting_keeps_every_pixel_outside_the_mask(generate):
 
 
 def test_app_generates_with_the_builtin_model_end_to_end(qtbot):
-    from desktop_app.app.main_window import MainWindow
-    from desktop_app.app.settings import AppSettings
-    from desktop_app.app.worker import EngineClient, default_engine_factory
+    import app_helpers
 
-    settings = AppSettings()  # fresh settings: the first run loads the built-in model
-    client = EngineClient(default_engine_factory, device="cpu", preview_interval=0.0)
-    window = MainWindow(client, settings, 256, 256)
-    client.setParent(window)
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(client.model_loaded, timeout=120_000):
-        window.start()
+    # Fresh settings (an autouse fixture): like a first run, the app loads the built-in model.
+    window = app_helpers.open_real_window(qtbot, None, (256, 256))
+    assert window.client.model_info.family == "builtin"
     previews: list[int] = []
     window.client.progress.connect(lambda job, step, total, rate: previews.append(step))
     window.panel.prompt.setPlainText("a big red circle in the center on a gray background")
