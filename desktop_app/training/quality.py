@@ -33,22 +33,21 @@ class Case:
     target: scenes.Shape | None = None  # inpaint: the object asked for inside the mask
 
 
-def single_cases(n: int, seed: int = 1000) -> list[Case]:
+def _caption_cases(n: int, seed: int, n_objects: int) -> list[Case]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        sc = scenes.random_scene(rng, held_out=True, n_objects=1)
+        sc = scenes.random_scene(rng, held_out=True, n_objects=n_objects)
         out.append(Case(scenes.canonical_caption(sc), seed + i, sc))
     return out
+
+
+def single_cases(n: int, seed: int = 1000) -> list[Case]:
+    return _caption_cases(n, seed, 1)
 
 
 def two_cases(n: int, seed: int = 2000) -> list[Case]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        sc = scenes.random_scene(rng, held_out=True, n_objects=2)
-        out.append(Case(scenes.canonical_caption(sc), seed + i, sc))
-    return out
+    return _caption_cases(n, seed, 2)
 
 
 def inpaint_cases(n: int, seed: int = 3000) -> list[Case]:

@@ -16,12 +16,14 @@ def reconstruction_accuracy(vae, n: int = 100, seed: int = 11) -> tuple[float, f
     """(share of scenes read exactly right after encode/decode, mean PSNR in dB)."""
     import torch
 
+    from desktop_app.training.vae import to_tensor
+
     rng = np.random.default_rng(seed)
     ok, psnrs = 0, []
     for _ in range(n):
         scene = scenes.random_scene(rng, held_out=None)
         img = scenes.render(scene)
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = to_tensor(img[None])
         with torch.no_grad():
             rec = vae.decode(vae.encode(x).latent_dist.mean).sample
         out = ((rec[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
