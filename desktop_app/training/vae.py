@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = float(max(lr, 1e-5))
         x = to_tensor(crop_batch(rng, args.batch, args.crop))
-        post = vae.encode(x).latent_dist
+        with torch.set_grad_enabled(not args.decoder_only):
+            post = vae.encode(x).latent_dist
         z = post.sample()
         rec = vae.decode(z).sample
         l1 = (rec - x).abs().mean()
