@@ -3,7 +3,7 @@
     python -m desktop_app.training.unet --steps 40000
 
 v-prediction on a linear-beta DDPM schedule (terminal SNR ~4e-5), plain v-MSE loss, 15% caption
-dropout for classifier-free guidance, half the samples with a full mask (text-to-image)
+dropout for classifier-free guidance, AdamW 1e-3 after 300 warm-up steps, half the samples with a full mask (text-to-image)
 and half with a cached random mask (inpainting), EMA weights for inference. Checkpoints every few
 minutes to the training cache and resumes from there, or warm-starts from the shipped weights.
 """
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40000)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--export-every", type=int, default=1000)
