@@ -6,10 +6,11 @@ an earlier run stopped:
 Stages (each skips itself when its output exists; state lives in the training cache,
 $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in models/builtin):
 1. VAE on 96 px crops (1750 steps of a 2500-step cosine schedule, batch 16), then on full
-   256 px images (to step 2200 of a 2750-step schedule, batch 4)
+   256 px images (to step 2200 of a 2750-step schedule, batch 4), then the decoder alone (encoder
+   frozen) to step 3200
 2. frozen text encoder, tokenizer, scheduler and model_index written to models/builtin
 3. caption embeddings (16 chunks of 1000 scenes, 2 captions each) and latents (image + masked image)
-4. UNet (v-prediction, EMA), exported to models/builtin/unet every 1000 steps
+4. UNet (v-prediction, plain v-MSE, AdamW 1e-3, EMA), exported to models/builtin/unet every 1000 steps
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -26,6 +27,7 @@ from desktop_app.training import common, data, export, unet, vae  # noqa: E402
 
 VAE_CROP_STEPS = 1750
 VAE_FULL_STEPS = 2200
+VAE_DECODER_STEPS = 3200
 DATA_CHUNKS = 16
 
 
@@ -42,11 +44,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--unet-steps", type=int, default=40000)
     args = ap.parse_args(argv)
-    if not (common.MODEL_DIR / "vae" / "config.json").exists():
-        if _vae_step() < VAE_CROP_STEPS:
+    # Each VAE phase exports when it ends, so a run interrupted between phases is recognised by its
+    # checkpoint, not by the exported folder; with no checkpoint the shipped VAE is kept.
+    vae_step = _vae_step()
+    if not (common.MODEL_DIR / "vae" / "config.json").exists() or 0 < vae_step < VAE_DECODER_STEPS:
+        if vae_step < VAE_CROP_STEPS:
             vae.main(["--steps", str(VAE_CROP_STEPS), "--schedule-steps", "2500"])
-        vae.main(["--steps", str(VAE_FULL_STEPS), "--crop", "256", "--batch", "4", "--lr", "5e-4",
-                  "--schedule-steps", "2750", "--ckpt-every", "100"])
+        if _vae_step() < VAE_FULL_STEPS:
+            vae.main(["--steps", str(VAE_FULL_STEPS), "--crop", "256", "--batch", "4",
+                      "--lr", "5e-4", "--schedule-steps", "2750", "--ckpt-every", "100"])
+        vae.main(["--steps", str(VAE_DECODER_STEPS), "--crop", "256", "--batch", "4",
+                  "--lr", "5e-4", "--schedule-steps", "4000", "--ckpt-every", "100",
+                  "--decoder-only"])
     if not (common.MODEL_DIR / "model_index.json").exists():
         export.export_static()
     data.main(["text", "--chunks", str(DATA_CHUNKS)])
