@@ -113,3 +113,15 @@ def open_real_window(qtbot, model: str | None, size: tuple[int, int]) -> MainWin
     with qtbot.waitSignal(client.model_loaded, timeout=120_000):
         window.start()
     return window
+
+
+def generate_and_wait(qtbot, window: MainWindow, prompt: str, steps: int):
+    """Type `prompt`, set `steps`, press Generate on a real-engine window and wait for the job to
+    land in history. Returns (the JobResult, the step numbers its progress reports carried)."""
+    seen: list[int] = []
+    window.client.progress.connect(lambda job, step, total, rate: seen.append(step))
+    window.panel.prompt.setPlainText(prompt)
+    window.panel.steps.setValue(steps)
+    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
+        window.generation.generate()
+    return added.args[0].result, seen

@@ -21,13 +21,7 @@ def real_window(qtbot, tiny_builtin):
 
 def test_real_engine_generates_previews_and_a_result(qtbot, real_window):
     window = real_window
-    steps: list[int] = []
-    window.client.progress.connect(lambda job, step, total, rate: steps.append(step))
-    window.panel.prompt.setPlainText("a red ball")
-    window.panel.steps.setValue(2)
-    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
-        window.generation.generate()
-    result = added.args[0].result
+    result, steps = helpers.generate_and_wait(qtbot, window, "a red ball", 2)
     assert result.request.kind is JobKind.TEXT_TO_IMAGE
     assert window.doc.image is not None and window.doc.image.shape == (64, 64, 3)
     assert np.array_equal(window.doc.image, result.image)
@@ -43,11 +37,7 @@ def test_real_engine_inpaint_with_a_region_and_cancel(qtbot, real_window):
     window.regions.add("ball")
     window.tool.press(10, 10)
     window.tool.release(30, 30)
-    window.panel.prompt.setPlainText("a red ball")
-    window.panel.steps.setValue(2)
-    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
-        window.generation.generate()
-    result = added.args[0].result
+    result, _ = helpers.generate_and_wait(qtbot, window, "a red ball", 2)
     assert result.request.kind is JobKind.INPAINT and len(result.region_adherence) == 1
     before = window.doc.image.copy()
     window.panel.steps.setValue(200)

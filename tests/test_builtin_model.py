@@ -89,13 +89,8 @@ def test_app_generates_with_the_builtin_model_end_to_end(qtbot):
     # Fresh settings (an autouse fixture): like a first run, the app loads the built-in model.
     window = app_helpers.open_real_window(qtbot, None, (256, 256))
     assert window.client.model_info.family == "builtin"
-    previews: list[int] = []
-    window.client.progress.connect(lambda job, step, total, rate: previews.append(step))
-    window.panel.prompt.setPlainText("a big red circle in the center on a gray background")
-    window.panel.steps.setValue(12)
-    with qtbot.waitSignal(window.generation.history_added, timeout=120_000) as added:
-        window.generation.generate()
-    result = added.args[0].result
+    result, previews = app_helpers.generate_and_wait(
+        qtbot, window, "a big red circle in the center on a gray background", 12)
     assert window.doc.image is not None and np.array_equal(window.doc.image, result.image)
     assert previews and previews[-1] == 12
     assert result.image.shape == (256, 256, 3)

@@ -3,9 +3,10 @@
     python -m desktop_app.training.unet --steps 40000
 
 v-prediction on a linear-beta DDPM schedule (terminal SNR ~4e-5), plain v-MSE loss, 15% caption
-dropout for classifier-free guidance, AdamW 1e-3 after 300 warm-up steps, half the samples with a full mask (text-to-image)
-and half with a cached random mask (inpainting), EMA weights for inference. Checkpoints every few
-minutes to the training cache and resumes from there, or warm-starts from the shipped weights.
+dropout for classifier-free guidance, AdamW 1e-3 after 300 warm-up steps, half the samples with a
+full mask (text-to-image) and half with a cached random mask (inpainting), EMA weights for
+inference. Checkpoints every few minutes to the training cache and resumes from there, or
+warm-starts from the shipped weights.
 """
 
 from __future__ import annotations
