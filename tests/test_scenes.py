@@ -35,3 +35,16 @@ def test_captions_mention_every_attribute_when_nothing_is_dropped():
     for s in scene.shapes:
         assert s.color in text and s.shape in text
     assert scene.background in text
+
+
+def test_foreground_map_covers_exactly_the_shapes_at_latent_resolution():
+    from desktop_app.training import data
+
+    scene = scenes.Scene("gray", (scenes.Shape("red", "square", "big", 0),
+                                  scenes.Shape("blue", "circle", "small", 8)))
+    fg = data.foreground(scene)
+    assert fg.shape == (32, 32)
+    # Each shape's coverage sums to its area in 8x8 blocks, within anti-aliasing.
+    assert abs(fg[:11, :11].sum() - 70 * 70 / 64) < 3
+    assert abs(fg[21:, 21:].sum() - np.pi * 19 * 19 / 64) < 3
+    assert fg.sum() == fg[:11, :11].sum() + fg[21:, 21:].sum()  # nothing anywhere else

@@ -3,6 +3,7 @@
 Stages (each resumable, chunked, stored under the training cache):
 - text:    scenes + K captions each, embedded by the frozen all-MiniLM-L6-v2 (as the pipeline will)
 - latents: image latents and masked-image latents from the trained VAE
+- fg:      each scene's foreground coverage at latent resolution (for the foreground-weighted loss)
 """
 
 from __future__ import annotations
@@ -123,16 +124,40 @@ def prepare_latents(n_chunks: int, seed: int = 0) -> None:
         common.log(f"latent chunk {c} done", DATA_DIR / "prep.log")
 
 
+def foreground(scene: scenes.Scene, factor: int = 8):
+    """Share of each factor x factor block covered by a shape (any pixel off the background
+    colour), shape (SIZE / factor, SIZE / factor), float32."""
+    img = scenes.render(scene).astype(np.int16)
+    bg = np.asarray(scenes.BACKGROUNDS[scene.background], np.int16)
+    fg = (np.abs(img - bg).sum(-1) > 12).astype(np.float32)
+    n = scenes.SIZE // factor
+    return fg.reshape(n, factor, n, factor).mean(axis=(1, 3))
+
+
+def prepare_fg(n_chunks: int, seed: int = 0) -> None:
+    import torch
+
+    for c in range(n_chunks):
+        out = DATA_DIR / f"fg_{c:03d}.pt"
+        if out.exists():
+            continue
+        fg = np.stack([foreground(s) for s in chunk_scenes(c, seed)])
+        torch.save(torch.from_numpy(fg).half(), out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").replace(out)
+        common.log(f"foreground chunk {c} done", DATA_DIR / "prep.log")
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["text", "latents"])
+    ap.add_argument("stage", choices=["text", "latents", "fg"])
     ap.add_argument("--chunks", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     common.setup_threads()
-    (prepare_text if args.stage == "text" else prepare_latents)(args.chunks, args.seed)
+    stages = {"text": prepare_text, "latents": prepare_latents, "fg": prepare_fg}
+    stages[args.stage](args.chunks, args.seed)
     (DATA_DIR / f"{args.stage}_done.json").write_text(json.dumps({"chunks": args.chunks}))
 
 

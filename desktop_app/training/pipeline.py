@@ -9,8 +9,10 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
    256 px images (to step 2200 of a 2750-step schedule, batch 4), then the decoder alone (encoder
    frozen) to step 3200
 2. frozen text encoder, tokenizer, scheduler and model_index written to models/builtin
-3. caption embeddings (16 chunks of 1000 scenes, 2 captions each) and latents (image + masked image)
-4. UNet (v-prediction, plain v-MSE, AdamW 1e-3, EMA), exported to models/builtin/unet every 1000 steps
+3. caption embeddings (16 chunks of 1000 scenes, 2 captions each), latents (image + masked image)
+   and foreground maps
+4. UNet (v-prediction, v-MSE with shape pixels weighted 1 + UNET_FG_WEIGHT, AdamW 1e-3, EMA),
+   exported to models/builtin/unet every 1000 steps
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -29,6 +31,7 @@ VAE_CROP_STEPS = 1750
 VAE_FULL_STEPS = 2200
 VAE_DECODER_STEPS = 3200
 DATA_CHUNKS = 16
+UNET_FG_WEIGHT = 4.0
 
 
 def _vae_step() -> int:
@@ -60,9 +63,10 @@ def main(argv: list[str] | None = None) -> None:
         export.export_static()
     data.main(["text", "--chunks", str(DATA_CHUNKS)])
     data.main(["latents", "--chunks", str(DATA_CHUNKS)])
+    data.main(["fg", "--chunks", str(DATA_CHUNKS)])
     if not (common.MODEL_DIR / "latent_rgb.json").exists():
         print(json.dumps(export.fit_latent_rgb()))
-    unet.main(["--steps", str(args.unet_steps)])
+    unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT)])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,17 @@ def loss_weight(snr, weighting: str):
     return torch.ones_like(snr)
 
 
+def learning_rate(step: int, args) -> float:
+    """Linear warm-up over 300 steps, then constant, or a half cosine from --decay-from down to
+    --min-lr at --steps."""
+    lr = args.lr * min(1.0, (step + 1) / 300)
+    if args.decay_from is not None and step >= args.decay_from:
+        span = max(1, args.steps - args.decay_from)
+        frac = min(1.0, (step - args.decay_from) / span)
+        lr = args.min_lr + (args.lr - args.min_lr) * 0.5 * (1 + np.cos(np.pi * frac))
+    return lr
+
+
 def make_unet():
     from diffusers import UNet2DConditionModel
 
@@ -90,7 +101,7 @@ class Dataset:
 
         if self.available() <= self.chunks:
             return False
-        self.emb, self.lat, self.mlat, self.masks = [], [], [], []
+        self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
         c = 0
         while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
                 data.DATA_DIR / f"text_{c:03d}.pt").exists():
@@ -100,12 +111,16 @@ class Dataset:
             self.lat.append(lt["lat"])
             self.mlat.append(lt["mlat"])
             self.masks.append(lt["mask_bits"])
+            fg_path = data.DATA_DIR / f"fg_{c:03d}.pt"
+            self.fg.append(torch.load(fg_path) if fg_path.exists()
+                           else torch.zeros(lt["lat"].shape[0], *lt["lat"].shape[-2:]).half())
             c += 1
         self.chunks = c
         self.emb = torch.cat(self.emb)
         self.lat = torch.cat(self.lat)
         self.mlat = torch.cat(self.mlat)
         self.masks = torch.cat(self.masks)
+        self.fg = torch.cat(self.fg)
         self.empty = torch.load(data.DATA_DIR / "empty.pt")
         self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
         self.n = len(self.lat)
@@ -127,7 +142,7 @@ class Dataset:
         full = torch.from_numpy(rng.random(size) < 0.5)
         mask[full] = 1.0
         mlat[full] = self.masked_full.float()
-        return lat, mask, mlat, emb
+        return lat, mask, mlat, emb, self.fg[idx].float()[:, None]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,7 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--export-every", type=int, default=1000)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--decay-from", type=int, default=None,
+                    help="from this step on, lower the learning rate along a half cosine to "
+                         "--min-lr at --steps (default: constant after warm-up)")
+    ap.add_argument("--min-lr", type=float, default=1e-4)
     ap.add_argument("--weighting", choices=("v", "min-snr-5"), default="v")
+    ap.add_argument("--fg-weight", type=float, default=0.0,
+                    help="extra loss weight on latent pixels covered by shapes (from the cached "
+                         "foreground maps, `data fg`); the background is >90%% of every image and "
+                         "was learned first")
     ap.add_argument("--eval-n", type=int, default=16,
                     help="after each export, generate this many held-out one-object prompts (and "
                          "half as many two-object ones) with the exported model and log the "
@@ -186,13 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng([args.seed, step])
     prog = common.Progress(args.steps, "unet")
     n_params = sum(p.numel() for p in unet.parameters())
-    common.log(f"UNet {n_params / 1e6:.2f}M parameters, {args.weighting} loss weighting", logf)
+    if args.fg_weight and not ds.fg.any():
+        raise SystemExit("--fg-weight needs foreground maps: run `python -m desktop_app.training.data fg`")
+    common.log(f"UNet {n_params / 1e6:.2f}M parameters, {args.weighting} loss weighting, "
+               f"foreground weight {args.fg_weight:g}, lr {args.lr:g}"
+               + (f" cosine to {args.min_lr:g} from step {args.decay_from}" if args.decay_from is not None else ""),
+               logf)
     t0, losses = time.time(), []
     while step < args.steps:
-        lr = args.lr * min(1.0, (step + 1) / 300)
+        lr = learning_rate(step, args)
         for g in opt.param_groups:
             g["lr"] = float(lr)
-        lat, mask, mlat, emb = ds.batch(rng, args.batch)
+        lat, mask, mlat, emb, fg = ds.batch(rng, args.batch)
         t = torch.from_numpy(rng.integers(0, 1000, args.batch))
         noise = torch.randn_like(lat)
         a = acp[t].view(-1, 1, 1, 1)
@@ -201,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         pred = unet(torch.cat([noisy, mask, mlat], 1), t, encoder_hidden_states=emb).sample
         snr = a / (1 - a)
         w = loss_weight(snr, args.weighting)
-        loss = (w * (pred - target) ** 2).mean()
+        pix = 1 + args.fg_weight * fg  # per latent pixel: shapes count 1 + fg_weight times
+        loss = (w * pix * (pred - target) ** 2).mean() / pix.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
