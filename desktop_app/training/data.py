@@ -92,7 +92,7 @@ def prepare_text(n_chunks: int, seed: int = 0) -> None:
         common.log(f"text chunk {c} done", DATA_DIR / "prep.log")
 
 
-def prepare_latents(n_chunks: int, seed: int = 0) -> None:
+def prepare_latents(n_chunks: int, seed: int = 0, reverse: bool = False) -> None:
     import torch
     from diffusers import AutoencoderKL
 
@@ -101,7 +101,7 @@ def prepare_latents(n_chunks: int, seed: int = 0) -> None:
     with torch.no_grad():
         zero = vae.encode(torch.zeros(1, 3, 256, 256)).latent_dist.mean * sf
     torch.save(zero[0].half().clone(), DATA_DIR / "masked_full.pt")
-    for c in range(n_chunks):
+    for c in (reversed(range(n_chunks)) if reverse else range(n_chunks)):
         out = DATA_DIR / f"lat_{c:03d}.pt"
         if out.exists():
             continue
@@ -154,10 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("stage", choices=["text", "latents", "fg"])
     ap.add_argument("--chunks", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reverse", action="store_true",
+                    help="latents: last chunk first, so a second process started with this flag "
+                         "shares the work with one started without it (each skips finished chunks)")
     args = ap.parse_args(argv)
     common.setup_threads()
-    stages = {"text": prepare_text, "latents": prepare_latents, "fg": prepare_fg}
-    stages[args.stage](args.chunks, args.seed)
+    if args.stage == "latents":
+        prepare_latents(args.chunks, args.seed, args.reverse)
+    else:
+        {"text": prepare_text, "fg": prepare_fg}[args.stage](args.chunks, args.seed)
     (DATA_DIR / f"{args.stage}_done.json").write_text(json.dumps({"chunks": args.chunks}))
 
 

@@ -61,10 +61,11 @@ def loss_weight(snr, weighting: str):
     return torch.ones_like(snr)
 
 
-def learning_rate(step: int, args) -> float:
-    """Linear warm-up over 300 steps, then constant, or a half cosine from --decay-from down to
-    --min-lr at --steps."""
-    lr = args.lr * min(1.0, (step + 1) / 300)
+def learning_rate(step: int, args, fresh_from: int = 0) -> float:
+    """Linear warm-up over 300 steps from `fresh_from` (the step where the optimizer state started
+    empty: 0, or a warm start from shipped weights, whose Adam moments are gone), then constant, or
+    a half cosine from --decay-from down to --min-lr at --steps."""
+    lr = args.lr * min(1.0, (step - fresh_from + 1) / 300)
     if args.decay_from is not None and step >= args.decay_from:
         span = max(1, args.steps - args.decay_from)
         frac = min(1.0, (step - args.decay_from) / span)
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
                              if k not in ("timestep_spacing", "steps_offset")})
     acp = sched.alphas_cumprod.float()
-    step = 0
+    step = fresh_from = 0
     ckpt = common.CACHE_DIR / "unet.pt"
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=True)
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
+        fresh_from = st.get("fresh_from", 0)
         common.log(f"resumed UNet from step {step}", logf)
     elif (common.MODEL_DIR / "unet" / "diffusion_pytorch_model.safetensors").exists():
         from diffusers import UNet2DConditionModel
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         unet.load_state_dict(shipped.state_dict())
         ema.load_state_dict(shipped.state_dict())
         meta = json.loads((common.MODEL_DIR / "training_state.json").read_text())
-        step = int(meta.get("step", 0))
+        step = fresh_from = int(meta.get("step", 0))
         common.log(f"warm start from shipped weights (step {step}, optimizer state fresh)", logf)
     rng = np.random.default_rng([args.seed, step])
     prog = common.Progress(args.steps, "unet")
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                logf)
     t0, losses = time.time(), []
     while step < args.steps:
-        lr = learning_rate(step, args)
+        lr = learning_rate(step, args, fresh_from)
         for g in opt.param_groups:
             g["lr"] = float(lr)
         lat, mask, mlat, emb, fg = ds.batch(rng, args.batch)
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         if step % args.ckpt_every == 0 or step == args.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": unet.state_dict(), "ema": ema.state_dict(),
-                        "opt": opt.state_dict(), "step": step}, tmp)
+                        "opt": opt.state_dict(), "step": step,
+                        "fresh_from": fresh_from}, tmp)
             tmp.replace(ckpt)
             rate = args.ckpt_every / (time.time() - t0)
             t0 = time.time()
