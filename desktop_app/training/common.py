@@ -27,13 +27,16 @@ class Progress:
 
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.t0, self.last = total, label, time.time(), 0.0
+        self.first: int | None = None  # a resumed run starts counting where it resumed
 
     def update(self, step: int, **values: float) -> None:
         now = time.time()
+        if self.first is None:
+            self.first, self.t0 = step, now
         if now - self.last < 1.0 and step < self.total:
             return
         self.last = now
-        rate = step / max(now - self.t0, 1e-6)
+        rate = (step - self.first) / max(now - self.t0, 1e-6)
         vals = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"\r{self.label} {step}/{self.total} {rate:.2f} it/s {vals}   ", end="",
               file=sys.stderr, flush=True)

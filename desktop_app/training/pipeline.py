@@ -11,8 +11,8 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
 2. frozen text encoder, tokenizer, scheduler and model_index written to models/builtin
 3. caption embeddings (16 chunks of 1000 scenes, 2 captions each), latents (image + masked image)
    and foreground maps
-4. UNet (v-prediction, v-MSE with shape pixels weighted 1 + UNET_FG_WEIGHT, AdamW 1e-3, EMA),
-   exported to models/builtin/unet every 1000 steps
+4. UNet (v-prediction, v-MSE with shape pixels weighted 1 + UNET_FG_WEIGHT, AdamW 1e-3 decaying
+   to 1e-4 over the last fifth, EMA), exported to models/builtin/unet every 1000 steps
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -32,6 +32,7 @@ VAE_FULL_STEPS = 2200
 VAE_DECODER_STEPS = 3200
 DATA_CHUNKS = 16
 UNET_FG_WEIGHT = 4.0
+UNET_DECAY_FROM = 0.8
 
 
 def _vae_step() -> int:
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     data.main(["fg", "--chunks", str(DATA_CHUNKS)])
     if not (common.MODEL_DIR / "latent_rgb.json").exists():
         print(json.dumps(export.fit_latent_rgb()))
-    unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT)])
+    # Constant 1e-3, then a half cosine to 1e-4 over the last fifth of the run.
+    unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
+               "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
 
 
 if __name__ == "__main__":

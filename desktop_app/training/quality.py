@@ -84,13 +84,17 @@ def measure(generate: Callable[[JobRequest], np.ndarray], cases: list[Case], kin
         reading = evaluator.read(img)
         if kind == "single":
             res = evaluator.score_single(case.scene.shapes[0], case.scene.background, reading)
+            # The per-attribute scores read the best-matching object; this one also fails an
+            # image that draws extra copies or other objects.
+            res["exact"] = evaluator.scene_correct(case.scene, reading)
         elif kind == "two":
             both = [evaluator.object_present(s, reading) for s in case.scene.shapes]
             res = {"all_attributes": all(both) and reading.background == case.scene.background,
                    "color_shape_both": all(
                        any(f.color == s.color and f.shape == s.shape for f in reading.objects)
                        for s in case.scene.shapes),
-                   "background": reading.background == case.scene.background}
+                   "background": reading.background == case.scene.background,
+                   "exact": evaluator.scene_correct(case.scene, reading)}
         else:
             keep = case.mask < 0.5
             res = {"object_in_mask": evaluator.object_present(case.target, reading,
