@@ -37,6 +37,10 @@ def make_scheduler(name: str, scheduler_config: dict, unet_config: Any):
     if name == "euler_a":
         return diffusers.EulerAncestralDiscreteScheduler.from_config(cfg)
     if name == "ddim":
+        # DDIM's own default clips the predicted x0 to [-1, 1], a pixel-space habit that wrecks
+        # latents (scaled to unit variance, routinely beyond 1). Configs written for another
+        # scheduler (Euler here) do not mention it, so say what latent diffusion means.
+        cfg.setdefault("clip_sample", False)
         return diffusers.DDIMScheduler.from_config(cfg)
     if name == "dpmpp_2m":
         return diffusers.DPMSolverMultistepScheduler.from_config(
