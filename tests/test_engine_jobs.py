@@ -72,7 +72,11 @@ def test_every_sampler_runs_and_gives_its_own_image(engine_for, sampler):
                        on_preview=previews.append).image
     euler = engine.run(_request(JobKind.TEXT_TO_IMAGE, sampler="euler")).image
     assert [p.step for p in previews] == [1, 2, 3]
-    if sampler != "euler":
+    if sampler == "ddim":
+        # Deterministic DDIM is Euler's method on the same ODE (Karras et al. 2022): on the same
+        # timesteps the images agree up to rounding, unless DDIM distorts x0 (it used to clip it).
+        assert np.abs(image.astype(int) - euler.astype(int)).max() <= 2
+    elif sampler != "euler":
         assert not np.array_equal(image, euler)
 
 
