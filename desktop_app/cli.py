@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_number(int, -1, MAX_SEED), default=-1,
                    help="random seed; -1 (default) picks one and reports it")
     p.add_argument("--steps", type=_number(int, 1, 1000), default=20)
-    p.add_argument("--cfg", type=_number(float, 0, 100), default=7.5, help="guidance scale")
+    p.add_argument("--cfg", type=_number(float, 0, 100), default=None,
+                   help="guidance scale (default: what the model recommends, else 7.5)")
     p.add_argument("--sampler", choices=SAMPLERS, default="euler")
     p.add_argument("--width", type=_number(int, 8, 4096), default=None,
                    help="default: the init image's width, else the model's size")
@@ -277,7 +278,7 @@ def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
 
 
 def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.ndarray | None,
-                  default_size: int, model_name: str) -> JobRequest:
+                  default_size: int, model_name: str, default_cfg: float = 7.5) -> JobRequest:
     if init is not None:
         height, width = init.shape[:2]
     else:
@@ -286,9 +287,10 @@ def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.nd
             else JobKind.IMAGE_TO_IMAGE if init is not None else JobKind.TEXT_TO_IMAGE)
     regions = _load_regions(args.regions, width, height) if args.regions else ()
     seed = args.seed if args.seed >= 0 else secrets.randbelow(2**32)
+    cfg = default_cfg if args.cfg is None else args.cfg
     request = JobRequest(
         kind=kind, prompt=args.prompt, negative_prompt=args.negative, seed=seed,
-        steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, width=width, height=height,
+        steps=args.steps, cfg_scale=cfg, sampler=args.sampler, width=width, height=height,
         strength=args.strength if init is not None else 1.0, init_image=init, mask=mask,
         mask_grow=args.mask_grow, mask_feather=args.mask_feather,
         inpaint_only_masked=args.inpaint_only_masked, inpaint_padding=args.inpaint_padding,
@@ -360,7 +362,8 @@ def generate(args: argparse.Namespace, console: Console) -> int:
     with cancel_on_sigint(cancel, console):
         engine = _load_engine(args, console)
         info = engine.model_info
-        request = build_request(args, init, mask, int(info.default_size), info.name)
+        request = build_request(args, init, mask, int(info.default_size), info.name,
+                                info.cfg_scale())
         if cancel.is_set():
             raise JobCancelled()
         console.note(f"{request.kind.value} {request.width}x{request.height}, "

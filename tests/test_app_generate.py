@@ -290,3 +290,26 @@ def test_an_untouched_canvas_takes_the_models_size_and_a_painted_one_does_not(
     with qtbot.waitSignal(painted.client.model_loaded, timeout=5000):
         painted.start()
     assert painted.doc.size == (64, 64) and painted.doc.mask.any()
+
+
+def test_the_cfg_box_follows_the_models_recommendation_until_the_person_sets_it(
+        qtbot, make_window):
+    engine = FakeEngine(default_cfg=4.0)
+    window = make_window(engine)  # the built-in model recommends 4
+    cfg = window.panel.cfg
+    assert cfg.value() == 4.0
+
+    def load(path, recommends):
+        engine.default_cfg = recommends
+        with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+            window.models.open(path)
+
+    load("/models/sd15", None)  # says nothing: back to the generic 7.5
+    assert cfg.value() == 7.5
+    cfg.setValue(6.0)  # the person's own choice survives model changes
+    load(None, 4.0)
+    assert cfg.value() == 6.0
+    window.panel.prompt.setPlainText("a cat")
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    assert engine.requests[-1].cfg_scale == 6.0

@@ -64,6 +64,20 @@ def test_text_to_image_writes_png_previews_and_metadata(tiny_sd, tmp_path, capsy
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
+@pytest.mark.parametrize("given, used", [((), 3.0), (("--cfg", "6"), 6.0)])
+def test_guidance_scale_defaults_to_the_models_recommendation(tiny_sd, tmp_path, capsys, given,
+                                                              used):
+    import shutil
+
+    model = shutil.copytree(tiny_sd, tmp_path / "model")
+    (model / "generation_defaults.json").write_text('{"cfg_scale": 3}')
+    out = tmp_path / "out.png"
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(model), "--steps", "1",
+                        "--quiet", *given, "--out", str(out))
+    assert code == 0, err
+    assert read_metadata(out).cfg_scale == used
+
+
 def test_image_to_image_takes_the_init_size(tiny_sd, tmp_path, capsys):
     init, image = _init(tmp_path)
     out = tmp_path / "i2i.png"

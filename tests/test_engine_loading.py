@@ -152,3 +152,26 @@ def test_a_folder_with_only_fp16_variant_weights_loads(engine, sd_copy):
     for weights in sd_copy.glob("*/*.safetensors"):
         weights.rename(weights.with_name(weights.stem + ".fp16.safetensors"))
     assert engine.load(sd_copy).family == "sd1"
+
+
+def test_a_model_folder_can_recommend_its_guidance_scale(engine, sd_copy, tiny_builtin):
+    assert engine.load(tiny_builtin).default_cfg is None  # says nothing: the generic 7.5
+    assert engine.model_info.cfg_scale() == 7.5
+    (sd_copy / "generation_defaults.json").write_text('{"cfg_scale": 4}')
+    info = engine.load(sd_copy)
+    assert (info.default_cfg, info.cfg_scale()) == (4.0, 4.0)
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"cfg_scale": "high"}', "cfg_scale: expected a number from 0 to 30, got 'high'"),
+    ('{"cfg_scale": 99}', "cfg_scale: expected a number from 0 to 30, got 99"),
+    ("[4]", "not a valid defaults file"),
+    ("{", "not a valid defaults file"),
+])
+def test_a_broken_defaults_file_names_it_and_keeps_the_loaded_model(engine, sd_copy, tiny_builtin,
+                                                                    text, why):
+    engine.load(tiny_builtin)
+    (sd_copy / "generation_defaults.json").write_text(text)
+    with pytest.raises(EngineError, match="generation_defaults.json: " + why):
+        engine.load(sd_copy)
+    assert engine.model_info.path == str(tiny_builtin)

@@ -208,6 +208,7 @@ class MainWindow(QMainWindow):
         self.tool.message.connect(self._on_status)
         self.doc_status.changed.connect(p.set_canvas_info)
         self.client.model_loaded.connect(self.actions_.adopt_model_size)
+        self.client.model_loaded.connect(p.adopt_model_defaults)
         self.view.files_dropped.connect(self.actions_.open_paths)
         self.view.image_dropped.connect(self.actions_.paste_image)
         self.doc_status.refresh()

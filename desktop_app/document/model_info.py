@@ -18,3 +18,8 @@ class ModelInfo:
     default_size: int  # the side the model was trained at, in pixels
     samplers: tuple[str, ...] = ()  # the samplers this model can run
     preview: str = "latent_rgb"  # "latent_rgb" or "taesd"
+    default_cfg: float | None = None  # the guidance scale the model recommends, if it says
+
+    def cfg_scale(self, generic: float = 7.5) -> float:
+        """The guidance scale to start from on this model."""
+        return generic if self.default_cfg is None else self.default_cfg

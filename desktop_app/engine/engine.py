@@ -64,6 +64,8 @@ class Engine:
         if self._model is not None and self._model.path == target.resolve():
             return self._info
         loading.check_model(target.resolve())
+        folder = target.resolve() if target.resolve().is_dir() else None
+        default_cfg = loading.recommended_cfg(folder)  # a broken file keeps the loaded model
         self._unload()  # before loading: two models at once may not fit in memory
         model = loading.load_model(target.resolve(), self.device, self.dtype,
                                    self.single_file_config)
@@ -77,7 +79,7 @@ class Engine:
             inpaint_channels=9 if unet_cfg.in_channels == 9 else 4,
             default_size=int(unet_cfg.sample_size) * model.pipe.vae_scale_factor,
             samplers=samplers.available(dict(model.pipe.scheduler.config), unet_cfg),
-            preview=self._projector.kind,
+            preview=self._projector.kind, default_cfg=default_cfg,
         )
         return self._info
 

@@ -48,6 +48,7 @@ class GenerationPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._base = GenerationSettings()
+        self._model_cfg = self._base.cfg_scale  # the loaded model's default guidance scale
         self._last_seed: int | None = None
         self.prompt = _text_box("Describe the picture… (Ctrl+Enter generates)", 4)
         self.negative = _text_box("Negative prompt: what to avoid", 1)
@@ -216,6 +217,16 @@ class GenerationPanel(QWidget):
 
     def set_model_status(self, text: str) -> None:
         self.model_label.setText(text)
+
+    def adopt_model_defaults(self, info: object) -> None:
+        """The CFG box follows the loaded model's recommended scale (4 for the built-in model, 7.5
+        for Stable Diffusion) as long as it still shows the previous model's default; a value the
+        person chose stays."""
+        cfg_scale = getattr(info, "cfg_scale", None)
+        new = float(cfg_scale()) if callable(cfg_scale) else self._base.cfg_scale
+        if abs(self.cfg.value() - self._model_cfg) < 1e-6:
+            self.cfg.setValue(new)
+        self._model_cfg = new
 
     def set_device(self, device: str) -> None:
         self.device.blockSignals(True)
