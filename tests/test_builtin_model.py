@@ -50,7 +50,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def generate(engine):
-    return lambda request: engine.run(request).image
+    return quality.generator_for(engine)  # at the guidance scale the app starts from
 
 
 def test_folder_is_safetensors_only_and_within_budget():
@@ -74,7 +74,7 @@ def test_every_sampler_draws_the_prompt(generate, sampler):
     # clipping latents to [-1, 1] drew noise on 95% of prompts) shows up as wrong colours and
     # backgrounds. Measured 8/8 on both with every sampler.
     res = quality.measure(lambda req: generate(req.replace(sampler=sampler)),
-                          quality.single_cases(8), "single")
+                          quality.single_cases(8), "single", cfg=generate.default_cfg)
     assert res["background"] >= 7 / 8
     assert res["color"] >= 7 / 8
 

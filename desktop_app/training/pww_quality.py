@@ -55,7 +55,10 @@ def request_for(case: PwwCase, strength: float, steps: int, cfg: float) -> JobRe
 
 
 def measure(engine, items: list[PwwCase], strength: float, steps: int = 20,
-            cfg: float = 7.5) -> dict[str, float]:
+            cfg: float | None = None) -> dict[str, float]:
+    """cfg None = the model's recommended guidance scale, as the app would start from."""
+    if cfg is None:
+        cfg = engine.model_info.cfg_scale()
     placed, all_placed, background, adherence = [], [], [], []
     for case in items:
         res = engine.run(request_for(case, strength, steps, cfg))
@@ -76,7 +79,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--strengths", default="0,0.5,1,2,4")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--cfg", type=float, default=7.5)
+    ap.add_argument("--cfg", type=float, default=None,
+                    help="default: the model's recommended scale (generation_defaults.json)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -85,6 +89,8 @@ def main() -> None:
     engine = Engine(device="cpu")
     engine.load(args.model)
     items = cases(args.n)
+    if args.cfg is None:
+        args.cfg = engine.model_info.cfg_scale()
     table = {}
     print("| w | object in its region | all objects placed | background right | attention inside |")
     print("|---|---|---|---|---|")

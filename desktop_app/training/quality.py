@@ -1,9 +1,10 @@
 """The built-in model's quality bar, measured through the real engine on held-out captions.
 
-    python -m desktop_app.training.quality --n 200 [--steps 20] [--cfg 5]
+    python -m desktop_app.training.quality --n 200 [--steps 20] [--cfg 4]
 
 Held-out: every eval prompt names an object whose (colour, shape, cell) never appears in training
-(scenes.is_held_out). Fixed seeds; the default sampler.
+(scenes.is_held_out). Fixed seeds; the default sampler and the guidance scale the app starts from
+on this model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from desktop_app.document.job import JobKind, JobRequest
 from desktop_app.training import evaluator, scenes
 
 DEFAULT_STEPS = 20
-DEFAULT_CFG = 7.5  # the app's and the command line's default
+GENERIC_CFG = 7.5  # the app's default for a model that recommends no guidance scale
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,12 @@ def request_for(case: Case, steps: int, cfg: float) -> JobRequest:
 
 
 def measure(generate: Callable[[JobRequest], np.ndarray], cases: list[Case], kind: str,
-            steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG) -> dict[str, float]:
-    """Share of cases right per attribute. `generate` maps a request to an RGB uint8 image."""
+            steps: int = DEFAULT_STEPS, cfg: float | None = None) -> dict[str, float]:
+    """Share of cases right per attribute. `generate` maps a request to an RGB uint8 image; cfg
+    None = the guidance scale the app would start from (`generate.default_cfg`, see
+    generator_for)."""
+    if cfg is None:
+        cfg = getattr(generate, "default_cfg", GENERIC_CFG)
     tallies: dict[str, list[bool]] = {}
     for case in cases:
         img = generate(request_for(case, steps, cfg))
@@ -105,28 +110,37 @@ def measure(generate: Callable[[JobRequest], np.ndarray], cases: list[Case], kin
     return {k: float(np.mean(v)) for k, v in tallies.items()}
 
 
+def generator_for(engine) -> Callable[[JobRequest], np.ndarray]:
+    """request -> image on a loaded engine; carries the model's recommended guidance scale."""
+
+    def generate(req: JobRequest) -> np.ndarray:
+        return engine.run(req).image
+
+    generate.default_cfg = engine.model_info.cfg_scale(GENERIC_CFG)  # type: ignore[attr-defined]
+    return generate
+
+
 def engine_generator(model: str | None = None):
     from desktop_app.engine import Engine
 
     engine = Engine(device="cpu")
     engine.load(model)
-
-    def generate(req: JobRequest) -> np.ndarray:
-        return engine.run(req).image
-
-    return generate
+    return generator_for(engine)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    ap.add_argument("--cfg", type=float, default=DEFAULT_CFG)
+    ap.add_argument("--cfg", type=float, default=None,
+                    help="default: the model's recommended scale (generation_defaults.json)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--sets", default="single,two,inpaint")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     gen = engine_generator(args.model)
+    if args.cfg is None:
+        args.cfg = gen.default_cfg
     results = {}
     makers = {"single": single_cases, "two": two_cases, "inpaint": inpaint_cases}
     for name in args.sets.split(","):
