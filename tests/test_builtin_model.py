@@ -6,6 +6,7 @@ so a regression cannot land. The evaluator is deterministic; seeds are fixed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,11 +109,15 @@ def test_app_generates_with_the_builtin_model_end_to_end(qtbot):
     # Fresh settings (an autouse fixture): like a first run, the app loads the built-in model.
     window = app_helpers.open_real_window(qtbot, None, (256, 256))
     assert window.client.model_info.family == "builtin"
+    # The CFG box starts from the scale the model folder recommends, not SD's 7.5.
+    recommended = json.loads((BUILTIN / "generation_defaults.json").read_text())["cfg_scale"]
+    assert window.panel.cfg.value() == recommended != 7.5
     result, previews = app_helpers.generate_and_wait(
         qtbot, window, "a big red circle in the center on a gray background", 12)
     assert window.doc.image is not None and np.array_equal(window.doc.image, result.image)
     assert previews and previews[-1] == 12
     assert result.image.shape == (256, 256, 3)
+    assert result.request.cfg_scale == recommended
     window.close()
 
 

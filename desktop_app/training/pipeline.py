@@ -8,7 +8,8 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
 1. VAE on 96 px crops (1750 steps of a 2500-step cosine schedule, batch 16), then on full
    256 px images (to step 2200 of a 2750-step schedule, batch 4), then the decoder alone (encoder
    frozen) to step 3200
-2. frozen text encoder, tokenizer, scheduler and model_index written to models/builtin
+2. frozen text encoder, tokenizer, scheduler, model_index and the recommended guidance scale
+   (generation_defaults.json) written to models/builtin
 3. caption embeddings (16 chunks of 1000 scenes, 2 captions each), latents (image + masked image)
    and foreground maps
 4. UNet (v-prediction, v-MSE with shape pixels weighted 1 + UNET_FG_WEIGHT, AdamW 1e-3 decaying
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                   "--decoder-only"])
     if not (common.MODEL_DIR / "model_index.json").exists():
         export.export_static()
+    if not (common.MODEL_DIR / "generation_defaults.json").exists():
+        export.write_generation_defaults()
     data.main(["text", "--chunks", str(DATA_CHUNKS)])
     data.main(["latents", "--chunks", str(DATA_CHUNKS)])
     data.main(["fg", "--chunks", str(DATA_CHUNKS)])
