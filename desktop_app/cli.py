@@ -278,7 +278,7 @@ def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
 
 
 def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.ndarray | None,
-                  default_size: int, model_name: str, default_cfg: float = 7.5) -> JobRequest:
+                  default_size: int, model_name: str, default_cfg: float) -> JobRequest:
     if init is not None:
         height, width = init.shape[:2]
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FAMILIES = ("sd1", "sd2", "sdxl", "builtin")
+# The guidance scale for a model that recommends none: Stable Diffusion's customary value.
+GENERIC_CFG = 7.5
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,6 @@ class ModelInfo:
     preview: str = "latent_rgb"  # "latent_rgb" or "taesd"
     default_cfg: float | None = None  # the guidance scale the model recommends, if it says
 
-    def cfg_scale(self, generic: float = 7.5) -> float:
+    def cfg_scale(self) -> float:
         """The guidance scale to start from on this model."""
-        return generic if self.default_cfg is None else self.default_cfg
+        return GENERIC_CFG if self.default_cfg is None else self.default_cfg

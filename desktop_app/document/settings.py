@@ -8,6 +8,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from desktop_app.document.model_info import GENERIC_CFG
+
 SEED_MODES = ("random", "fixed")
 MAX_SEED = 2**31 - 1  # fits a QSpinBox
 
@@ -17,7 +19,7 @@ class GenerationSettings:
     prompt: str = ""
     negative_prompt: str = ""
     steps: int = 20
-    cfg_scale: float = 7.5
+    cfg_scale: float = GENERIC_CFG
     sampler: str = "euler"
     seed_mode: str = "random"
     seed: int = 0

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop_app.document.job import JobKind, JobRequest
+from desktop_app.document.model_info import GENERIC_CFG
 from desktop_app.training import evaluator, scenes
 
 DEFAULT_STEPS = 20
-GENERIC_CFG = 7.5  # the app's default for a model that recommends no guidance scale
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def generator_for(engine) -> Callable[[JobRequest], np.ndarray]:
     def generate(req: JobRequest) -> np.ndarray:
         return engine.run(req).image
 
-    generate.default_cfg = engine.model_info.cfg_scale(GENERIC_CFG)  # type: ignore[attr-defined]
+    generate.default_cfg = engine.model_info.cfg_scale()  # type: ignore[attr-defined]
     return generate
 
 
