@@ -34,6 +34,15 @@ UNET_CONFIG = dict(
     attention_head_dim=(1, 2, 4),
     norm_num_groups=16,
 )
+# Capacity where shapes are drawn: the same network with self- and cross-attention at the 32x32
+# level too (one head of width 32). Grown from UNET_CONFIG's weights by grow(), which starts it
+# computing exactly the old function.
+UNET_CONFIG_ATTN32 = dict(
+    UNET_CONFIG,
+    down_block_types=("CrossAttnDownBlock2D",) * 3,
+    up_block_types=("CrossAttnUpBlock2D",) * 3,
+)
+ARCHS = {"base": UNET_CONFIG, "attn32": UNET_CONFIG_ATTN32}
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.0001,
@@ -73,10 +82,40 @@ def learning_rate(step: int, args, fresh_from: int = 0) -> float:
     return lr
 
 
-def make_unet():
+def make_unet(arch: str = "base"):
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(**UNET_CONFIG)
+    return UNet2DConditionModel(**ARCHS[arch])
+
+
+def grow(small, big) -> list[str]:
+    """Load `small`'s weights into `big`, a UNet with the same blocks plus attention where `small`
+    had none, so that `big` computes exactly `small`'s function: every tensor they share is
+    copied, and each new Transformer2DModel's output projection is zeroed, which makes that
+    residual block the identity until training moves it. Returns the new tensors' names; refuses
+    any other difference (a shape change, a missing tensor outside a new attention block)."""
+    import torch
+
+    src, dst = small.state_dict(), big.state_dict()
+    gone = sorted(set(src) - set(dst))
+    if gone:
+        raise ValueError(f"the bigger UNet lacks {len(gone)} tensors, e.g. {gone[0]}")
+    for k, v in src.items():
+        if dst[k].shape != v.shape:
+            raise ValueError(f"{k}: shape {tuple(v.shape)} cannot grow to {tuple(dst[k].shape)}")
+    new = sorted(set(dst) - set(src))
+    new_blocks = {k.split(".attentions.")[0] + ".attentions." + k.split(".attentions.")[1].split(".")[0]
+                  for k in new if ".attentions." in k}
+    stray = [k for k in new if not any(k.startswith(b + ".") for b in new_blocks)]
+    if stray or any(b + ".proj_out.weight" not in dst for b in new_blocks):
+        raise ValueError(f"not a pure attention growth: {stray[:3] or sorted(new_blocks)[:3]}")
+    merged = dict(dst)
+    merged.update(src)
+    for b in new_blocks:
+        merged[b + ".proj_out.weight"] = torch.zeros_like(dst[b + ".proj_out.weight"])
+        merged[b + ".proj_out.bias"] = torch.zeros_like(dst[b + ".proj_out.bias"])
+    big.load_state_dict(merged)
+    return new
 
 
 class Dataset:
@@ -168,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="after each export, generate this many held-out one-object prompts (and "
                          "half as many two-object ones) with the exported model and log the "
                          "evaluator's scores; 0 = off")
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="base",
+                    help="attn32: attention at the 32x32 level too; a warm start from shipped base "
+                         "weights grows them (grow()) so training starts from the same function")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
@@ -183,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     ds = Dataset()
     logf = common.CACHE_DIR / "unet.log"
     common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks", logf)
-    unet = make_unet()
+    unet = make_unet(args.arch)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
@@ -193,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = common.CACHE_DIR / "unet.pt"
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=True)
+        if st.get("arch", "base") != args.arch:
+            raise SystemExit(f"{ckpt} holds a {st.get('arch', 'base')!r} UNet; pass --arch "
+                             f"{st.get('arch', 'base')} or move the checkpoint away")
         unet.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
@@ -203,8 +248,13 @@ def main(argv: list[str] | None = None) -> None:
         from diffusers import UNet2DConditionModel
 
         shipped = UNet2DConditionModel.from_pretrained(common.MODEL_DIR / "unet")
-        unet.load_state_dict(shipped.state_dict())
-        ema.load_state_dict(shipped.state_dict())
+        if shipped.state_dict().keys() == unet.state_dict().keys():
+            unet.load_state_dict(shipped.state_dict())
+        else:
+            added = grow(shipped, unet)
+            common.log(f"grew the shipped UNet into {args.arch!r}: {len(added)} new tensors, "
+                       "same function at the start", logf)
+        ema.load_state_dict(unet.state_dict())
         meta = json.loads((common.MODEL_DIR / "training_state.json").read_text())
         step = fresh_from = int(meta.get("step", 0))
         common.log(f"warm start from shipped weights (step {step}, optimizer state fresh)", logf)
@@ -247,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         if step % args.ckpt_every == 0 or step == args.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": unet.state_dict(), "ema": ema.state_dict(),
-                        "opt": opt.state_dict(), "step": step,
+                        "opt": opt.state_dict(), "step": step, "arch": args.arch,
                         "fresh_from": fresh_from}, tmp)
             tmp.replace(ckpt)
             rate = args.ckpt_every / (time.time() - t0)
@@ -284,7 +334,7 @@ def export_checkpoint() -> None:
     from desktop_app.training import export
 
     st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
-    unet = make_unet()
+    unet = make_unet(st.get("arch", "base"))
     unet.load_state_dict(st["ema"])
     export.export_unet(unet, st["step"])
     common.log(f"exported EMA UNet at step {st['step']}", common.CACHE_DIR / "unet.log")
