@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", choices=sorted(ARCHS), default="base",
                     help="attn32: attention at the 32x32 level too; a warm start from shipped base "
                          "weights grows them (grow()) so training starts from the same function")
+    ap.add_argument("--old-lr-scale", type=float, default=1.0,
+                    help="with --arch attn32: learning rate of the weights the base network also "
+                         "has, relative to --lr (the new attention blocks get --lr)")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
@@ -227,7 +230,16 @@ def main(argv: list[str] | None = None) -> None:
     common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks", logf)
     unet = make_unet(args.arch)
     ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    # After a growth the old weights are already trained: --old-lr-scale lets them move slower
+    # than the new blocks, which start from zero.
+    base_keys = set(make_unet("base").state_dict()) if args.arch != "base" else None
+    named = list(unet.named_parameters())
+    groups = [{"params": [p for k, p in named if base_keys is None or k in base_keys]}]
+    lr_scales = [1.0]
+    if base_keys is not None:
+        groups.append({"params": [p for k, p in named if k not in base_keys]})
+        lr_scales = [args.old_lr_scale, 1.0]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
                              if k not in ("timestep_spacing", "steps_offset")})
     acp = sched.alphas_cumprod.float()
@@ -270,8 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     t0, losses = time.time(), []
     while step < args.steps:
         lr = learning_rate(step, args, fresh_from)
-        for g in opt.param_groups:
-            g["lr"] = float(lr)
+        for g, scale in zip(opt.param_groups, lr_scales, strict=True):
+            g["lr"] = float(lr) * scale
         lat, mask, mlat, emb, fg = ds.batch(rng, args.batch)
         t = torch.from_numpy(rng.integers(0, 1000, args.batch))
         noise = torch.randn_like(lat)
