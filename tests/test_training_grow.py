@@ -40,9 +40,9 @@ def test_grown_unet_starts_with_the_same_function_and_its_new_attention_is_live(
 
 
 def test_grow_refuses_anything_but_added_attention():
-    small, _ = _pair(0)
     from diffusers import UNet2DConditionModel
 
+    small = training_unet.make_unet("base")
     wider = UNet2DConditionModel(**dict(training_unet.UNET_CONFIG, block_out_channels=(48, 64, 128)))
     with pytest.raises(ValueError, match="cannot grow"):
         training_unet.grow(small, wider)

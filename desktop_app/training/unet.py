@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import time
 
 import numpy as np
@@ -104,8 +105,8 @@ def grow(small, big) -> list[str]:
         if dst[k].shape != v.shape:
             raise ValueError(f"{k}: shape {tuple(v.shape)} cannot grow to {tuple(dst[k].shape)}")
     new = sorted(set(dst) - set(src))
-    new_blocks = {k.split(".attentions.")[0] + ".attentions." + k.split(".attentions.")[1].split(".")[0]
-                  for k in new if ".attentions." in k}
+    # A new attention block is a prefix like "down_blocks.0.attentions.0" that only the big net has.
+    new_blocks = {m.group(1) for k in new if (m := re.match(r"(.*?\.attentions\.\d+)\.", k))}
     stray = [k for k in new if not any(k.startswith(b + ".") for b in new_blocks)]
     if stray or any(b + ".proj_out.weight" not in dst for b in new_blocks):
         raise ValueError(f"not a pure attention growth: {stray[:3] or sorted(new_blocks)[:3]}")
