@@ -97,7 +97,10 @@ def export_unet(unet, step: int) -> None:
     unet.save_pretrained(tmp, safe_serialization=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    (common.MODEL_DIR / "training_state.json").write_text(json.dumps({"step": step}) + "\n")
+    state_file = common.MODEL_DIR / "training_state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state["step"] = step
+    state_file.write_text(json.dumps(state) + "\n")
 
 
 if __name__ == "__main__":

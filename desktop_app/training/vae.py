@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -79,6 +80,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--decoder-only", action="store_true")
     ap.add_argument("--schedule-steps", type=int, default=0,
                     help="length of the cosine learning-rate schedule (default: --steps)")
+    # The UNet's samples end off the encoder's manifold (soft corners, squarish circles); a decoder
+    # that also learns to map slightly perturbed latents back to clean scenes may read them better.
+    ap.add_argument("--latent-noise", type=float, default=0.0,
+                    help="decoder-only: add Gaussian noise of this many latent standard deviations "
+                         "to half of each batch's latents")
+    # Shape is read from corners and edges, a few percent of the pixels (small squares decoded with
+    # soft corners read as circles); weight the loss near colour boundaries.
+    ap.add_argument("--edge-weight", type=float, default=0.0,
+                    help="extra loss weight on pixels within 2 px of a colour boundary")
+    ap.add_argument("--export-to", default=str(common.MODEL_DIR / "vae"),
+                    help="where the finished VAE goes (default: the shipped model's folder)")
     args = ap.parse_args(argv)
 
     import torch
@@ -89,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     logf = common.CACHE_DIR / "vae.log"
     vae = make_vae()
     step = 0
+    fresh_opt = True
     if args.decoder_only:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
@@ -99,23 +112,37 @@ def main(argv: list[str] | None = None) -> None:
         vae.load_state_dict(state["model"])
         if state.get("decoder_only", False) == args.decoder_only:
             opt.load_state_dict(state["opt"])
+            fresh_opt = False
         step = state["step"]
         common.log(f"resumed VAE from step {step}", logf)
+    elif args.decoder_only:
+        # The cache is gone (a new session): fine-tune the shipped decoder, never a random one.
+        step = _load_shipped(vae)
+        common.log(f"warm start from the shipped VAE at step {step}", logf)
+    start = step
     rng = np.random.default_rng(args.seed * 1000 + step)
     prog = common.Progress(args.steps, "vae")
     vae.train()
     while step < args.steps:
         horizon = args.schedule_steps or args.steps
-        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / horizon)) if step > 200 else args.lr * step / 200
+        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / horizon))
+        if fresh_opt and step - start < 200:
+            # From scratch, or a fresh optimizer on trained weights: warm up.
+            lr *= (step - start + 1) / 200
         for g in opt.param_groups:
             g["lr"] = float(max(lr, 1e-5))
         x = to_tensor(crop_batch(rng, args.batch, args.crop))
         with torch.set_grad_enabled(not args.decoder_only):
             post = vae.encode(x).latent_dist
         z = post.sample()
+        if args.latent_noise > 0:
+            half = args.batch // 2
+            noise = torch.randn_like(z[:half]) * args.latent_noise * z.detach().std()
+            z = torch.cat([z[:half] + noise, z[half:]])
         rec = vae.decode(z).sample
-        l1 = (rec - x).abs().mean()
-        mse = ((rec - x) ** 2).mean()
+        w = edge_weights(x, args.edge_weight) if args.edge_weight > 0 else None
+        l1 = weighted_mean((rec - x).abs(), w)
+        mse = weighted_mean((rec - x) ** 2, w)
         kl = post.kl().mean() / z[0].numel()
         loss = l1 + mse + 1e-5 * kl
         opt.zero_grad(set_to_none=True)
@@ -132,10 +159,39 @@ def main(argv: list[str] | None = None) -> None:
                        ckpt_path.with_suffix(".tmp"))
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
             common.log(f"step {step} l1 {l1.item():.4f} psnr {psnr:.2f} kl {kl.item():.3f}", logf)
-    export(vae)
+    export(vae, step, Path(args.export_to))
 
 
-def export(vae) -> None:
+def edge_weights(x, extra: float):
+    """Per-pixel loss weights (B, 1, H, W): 1 + `extra` within 2 px of a colour boundary."""
+    import torch.nn.functional as F
+
+    dy = (x[:, :, 1:] - x[:, :, :-1]).abs().sum(1, keepdim=True) > 0.05
+    dx = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().sum(1, keepdim=True) > 0.05
+    edge = F.pad(dy.float(), (0, 0, 0, 1)) + F.pad(dx.float(), (0, 1, 0, 0))
+    edge = F.max_pool2d((edge > 0).float(), 5, stride=1, padding=2)
+    return 1 + extra * edge
+
+
+def weighted_mean(err, w):
+    if w is None:
+        return err.mean()
+    return (err * w).mean() / w.mean()
+
+
+def _load_shipped(vae) -> int:
+    """Load models/builtin/vae into `vae`; returns the step it was exported at."""
+    from diffusers import AutoencoderKL
+
+    shipped = AutoencoderKL.from_pretrained(common.MODEL_DIR / "vae")
+    vae.load_state_dict(shipped.state_dict())
+    state = json.loads((common.MODEL_DIR / "training_state.json").read_text())
+    if "vae_step" not in state:
+        raise SystemExit("models/builtin/training_state.json does not say which VAE step is shipped")
+    return int(state["vae_step"])
+
+
+def export(vae, step: int, out: Path | None = None) -> None:
     """Save the VAE in diffusers format with a scaling factor that gives latents unit variance."""
     import torch
 
@@ -146,11 +202,18 @@ def export(vae) -> None:
         z = vae.encode(to_tensor(imgs)).latent_dist.mean
     std = float(z.std())
     vae.register_to_config(scaling_factor=1.0 / std)
-    out = common.MODEL_DIR / "vae"
+    out = out or common.MODEL_DIR / "vae"
     vae.save_pretrained(out, safe_serialization=True)
     common.log(f"exported VAE to {out} (latent std {std:.4f}, scaling_factor {1 / std:.4f})",
                common.CACHE_DIR / "vae.log")
     (common.CACHE_DIR / "vae_done.json").write_text(json.dumps({"scaling_factor": 1 / std}))
+    if out.resolve() != (common.MODEL_DIR / "vae").resolve():
+        (out / "step.json").write_text(json.dumps({"vae_step": step}) + "\n")
+        return
+    state_file = common.MODEL_DIR / "training_state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state["vae_step"] = step
+    state_file.write_text(json.dumps(state) + "\n")
 
 
 if __name__ == "__main__":
