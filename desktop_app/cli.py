@@ -30,6 +30,7 @@ from typing import IO, Any, NoReturn
 import numpy as np
 
 from desktop_app.document.job import (
+    MAX_SIDE,
     PWW_MODES,
     SAMPLERS,
     EngineError,
@@ -218,6 +219,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.regions is not None and not args.regions.is_file():
         raise RequestError(f"--regions {args.regions}: file not found")
     if args.model is not None:
+        if not args.model.strip():  # Path("") is the current folder: not what anyone means
+            raise RequestError("--model: empty path (leave --model out for the built-in model)")
         model = Path(args.model)  # pickles and broken files are refused by the engine's loader
         if not model.exists():
             raise RequestError(f"--model {model}: not found")
@@ -253,6 +256,10 @@ def _load_inputs(args: argparse.Namespace,
     image = load_image(args.init, warn=console.warn)
     h0, w0 = image.shape[:2]
     w, h = _init_size(args, w0, h0)
+    if max(w, h) > MAX_SIDE:  # now, not after seconds of loading the model
+        size = f"{w0}x{h0}" + (f" scaled to {w}x{h}" if (w, h) != (w0, h0) else "")
+        raise RequestError(f"--init {args.init}: {size} is over the {MAX_SIDE}-pixel limit; "
+                           "scale it down with --width or --height")
     if (w, h) != (w0, h0):
         console.warn(f"{args.init}: {w0}x{h0} resized to {w}x{h}")
         image = resize_image(image, w, h)
@@ -374,7 +381,13 @@ def generate(args: argparse.Namespace, console: Console) -> int:
             raise JobCancelled()
         for w in result.warnings:
             console.warn(w)
-        save_png_with_metadata(args.out, result.image, request, info.name, result)
+        try:
+            save_png_with_metadata(args.out, result.image, request, info.name, result,
+                                   replace=args.overwrite)
+        except FileExistsError:  # checked at the start, but made since (another run?): keep it
+            raise RequestError(f"--out {args.out}: was created while the job ran and is left as "
+                               "it was; nothing was written (use --overwrite to replace it)"
+                               ) from None
     console.note(f"wrote {args.out} in {result.elapsed:.1f} s (seed {request.seed})")
     print(args.out, file=sys.stdout, flush=True)
     return EXIT_OK

@@ -175,6 +175,7 @@ BAD_INPUTS = [
     (["--mask", "{tmp}/mask.png"], "--mask needs --init"),
     (["--init", "{tmp}/init.png", "--mask", "{tmp}/empty.png"], "mask is empty"),
     (["--model", "{tmp}/no_such_model"], "no_such_model"),
+    (["--model", ""], "--model: empty path"),  # used to try the current folder as a model
     (["--model", "{tmp}/model.ckpt"], "model.ckpt"),
     (["--regions", "{tmp}/no_layout.json"], "no_layout.json"),
     (["--regions", "{tmp}/bad_layout.json"], "bad_layout.json"),
@@ -223,6 +224,28 @@ def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, argv, expected)
     assert (tmp_path / "existing.png").read_bytes() == before  # never clobbered
 
 
+@pytest.mark.parametrize("size_args, expected", [
+    ([], "wide.png: 5000x16 is over the 4096-pixel limit; scale it down with --width"),
+    (["--height", "64"], "wide.png: 5000x16 scaled to 20000x64 is over the 4096-pixel limit"),
+])
+def test_an_init_image_too_big_fails_before_the_model_loads(tmp_path, capsys, monkeypatch,
+                                                           size_args, expected):
+    # It used to load the model first, then fail with "size 5000x16 is out of range".
+    Image.new("RGB", (5000, 16)).save(tmp_path / "wide.png")
+    def load_engine(*args):
+        raise RuntimeError("loaded the model")
+
+    monkeypatch.setattr(cli, "_load_engine", load_engine)
+    code, stdout, err = _run(capsys, "--prompt", "p", "--init", str(tmp_path / "wide.png"),
+                             *size_args, "--out", str(tmp_path / "o.png"))
+    assert code == 2 and stdout == ""
+    assert expected in _assert_one_line_error(err)
+    assert not (tmp_path / "o.png").exists()
+    code, _, err = _run(capsys, "--prompt", "p", "--init", str(tmp_path / "wide.png"),
+                        "--width", "1024", "--out", str(tmp_path / "o.png"))
+    assert code == 1 and "loaded the model" in err  # scaled down, it gets as far as the model
+
+
 def test_ctrl_c_cancels_cleanly_and_writes_nothing(tiny_sd, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.png"
     save_png(out, np.zeros((8, 8, 3), np.uint8))
@@ -245,6 +268,27 @@ def test_ctrl_c_cancels_cleanly_and_writes_nothing(tiny_sd, tmp_path, capsys, mo
     assert out.read_bytes() == before and stdout == ""
     assert max(seen) <= 2  # stopped within a step of the request, not after all six
     assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
+
+
+def test_an_out_file_made_while_the_job_ran_is_not_clobbered(tiny_sd, tmp_path, capsys,
+                                                            monkeypatch):
+    # --out is checked at the start; a file made there during the run (say by a second run with
+    # the same --out) used to be replaced silently at the end.
+    out = tmp_path / "out.png"
+    real_call = cli.PreviewWriter.__call__
+
+    def someone_writes_out(self, preview):
+        real_call(self, preview)
+        if preview.step == 1:
+            out.write_bytes(b"the other run's picture")
+
+    monkeypatch.setattr(cli.PreviewWriter, "__call__", someone_writes_out)
+    code, stdout, err = _run(capsys, "--prompt", "p", "--model", str(tiny_sd), "--steps", "2",
+                             "--quiet", "--out", str(out))
+    assert code == 2 and stdout == ""
+    assert "was created while the job ran" in _assert_one_line_error(err)
+    assert out.read_bytes() == b"the other run's picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
 def test_engine_failure_on_a_broken_model_is_one_line(tmp_path, capsys):

@@ -195,6 +195,14 @@ def test_mask_shrunk_to_nothing_is_a_request_error(engine_for):
         engine_for("tiny_sd").run(_request(JobKind.INPAINT, mask_grow=-20))
 
 
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), 1e308, -1.0])
+def test_a_region_strength_out_of_range_is_a_request_error(engine_for, strength):
+    # 1e308 used to overflow the attention scores and come back as an all-black image.
+    region = Region("red cat", np.ones((SIZE, SIZE), np.float32), strength)
+    with pytest.raises(RequestError, match=r"region 1 \('red cat'\) strength must be from 0 to 10"):
+        engine_for("tiny_sd").run(_request(JobKind.TEXT_TO_IMAGE, regions=(region,)))
+
+
 def test_regions_run_paint_with_words_and_report_adherence(engine_for):
     region = np.zeros((SIZE, SIZE), np.float32)
     region[:, :32] = 1.0

@@ -58,6 +58,21 @@ def test_unreadable_config_names_the_file(engine, sd_copy):
         engine.load(sd_copy)
 
 
+@pytest.mark.parametrize("edit, expected", [
+    # Both used to end as "unexpected IndexError" / diffusers' "KeyError: '_class_name'".
+    (lambda index: index.update(unet=[]), r"model_index.json: unet: expected \[library, class\]"),
+    (lambda index: index.pop("_class_name"), r"model_index.json: no \"_class_name\""),
+])
+def test_a_broken_model_index_names_the_entry(engine, sd_copy, edit, expected):
+    import json
+
+    index = json.loads((sd_copy / "model_index.json").read_text())
+    edit(index)
+    (sd_copy / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(EngineError, match=expected):
+        engine.load(sd_copy)
+
+
 @pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".pth", ".bin"])
 def test_pickle_files_are_refused_with_a_conversion_hint(engine, tmp_path, suffix):
     path = tmp_path / f"model{suffix}"
@@ -119,6 +134,14 @@ def test_device_choice():
         choose_device("tpu")
     with pytest.raises(EngineError, match="unknown dtype"):
         choose_device("cpu", "int3")
+    with pytest.raises(EngineError, match="unknown device 'cuda:x'"):
+        choose_device("cuda:x")
+    if not (torch.backends.mps.is_available() or torch.cuda.is_available()):
+        # Both used to get past here and fail later as an "unexpected RuntimeError".
+        with pytest.raises(EngineError, match="'mps' was asked for but Apple MPS is not"):
+            choose_device("mps")
+        with pytest.raises(EngineError, match="no CUDA GPU"):
+            choose_device("cuda:1")
 
 
 def test_run_without_a_model_is_an_engine_error(engine):

@@ -61,6 +61,11 @@ def test_unsupported_single_files_are_named(tmp_path):
     lora = _fake_header(tmp_path / "lora.safetensors", {"lora_unet_down.weight": (2, 2)})
     with pytest.raises(EngineError, match="lora.safetensors: no Stable Diffusion UNet"):
         single_file.detect_variant(lora)
+    # A tensor of that name but not 4-D used to end as "unexpected IndexError".
+    flat = _fake_header(tmp_path / "flat.safetensors",
+                        {single_file.UNET_IN: (320,), "cond_stage_model.transformer.x": (1,)})
+    with pytest.raises(EngineError, match=r"flat.safetensors: .* has shape \[320\], not a UNet"):
+        single_file.detect_variant(flat)
 
 
 def test_shipped_clip_tokenizer_matches_openai_clip_ids(tmp_path):

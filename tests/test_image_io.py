@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -169,6 +170,19 @@ def test_truncated_png_is_reported(tmp_path):
         load_image(tmp_path / "t.png")
 
 
+def test_a_big_photo_loads_without_pillows_bomb_warning(tmp_path, monkeypatch):
+    # Pillow warns (a multi-line Python warning on stderr) between its pixel limit and twice it;
+    # past twice it refuses, and so do we, in one line.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")  # 1,600 pixels
+    Image.new("RGB", (50, 50)).save(tmp_path / "huge.png")  # 2,500 pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "big.png").shape == (40, 40, 3)
+    with pytest.raises(RequestError, match="huge.png: image is too large to open safely"):
+        load_image(tmp_path / "huge.png")
+
+
 def test_mask_white_means_repaint(tmp_path):
     m = np.zeros((4, 6), np.uint8)
     m[1:3, 2:5] = 255
@@ -257,6 +271,22 @@ def test_save_png_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypa
         save_png(target, np.full((4, 4, 3), 255, np.uint8))
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_save_png_without_replace_keeps_an_existing_file(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # e.g. a FAT stick: the fallback checks, then renames
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted", str(src))
+        monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "out.png"
+    save_png(target, np.zeros((4, 4, 3), np.uint8), replace=False)
+    assert load_image(target).max() == 0
+    before = target.read_bytes()
+    with pytest.raises(FileExistsError):
+        save_png(target, np.full((4, 4, 3), 255, np.uint8), replace=False)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temp file left
 
 
 def test_save_png_honours_umask_and_rejects_missing_folder(tmp_path):

@@ -104,6 +104,15 @@ def test_warning_for_words_not_in_the_prompt(unet, clip):
     assert pww._region_tokens[1] == []
 
 
+def test_warning_for_a_region_with_an_empty_mask(unet, clip):
+    # e.g. an all-black mask PNG in a layout file: it used to do nothing without a word.
+    empty = Region("red circle", np.zeros((64, 64), np.float32), name="sky")
+    pww = PaintWithWords(unet, [clip], "a red circle", (region("red"), empty), (8, 8))
+    assert pww.warnings == ["region 2 (sky): its mask is empty, so 'red circle' is painted "
+                            "nowhere"]
+    assert pww._region_tokens == [[2], []]
+
+
 def test_warning_for_words_beyond_the_token_limit(unet, bert):
     filler = " ".join(["grass"] * 70)
     pww = PaintWithWords(unet, [bert], f"a cat, {filler}, a dog", (region("dog"), region("cat")),

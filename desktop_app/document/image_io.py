@@ -8,8 +8,10 @@ through the optional ``warn`` callback.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,10 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
     if p.is_dir():
         raise RequestError(f"{p}: is a folder, not an image file")
     try:
-        img = Image.open(p)
-        img.load()  # decode now: a truncated file fails here, not later inside the engine
+        with warnings.catch_warnings():  # a big photo is no attack; past twice the limit, it errs
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+            img.load()  # decode now: a truncated file fails here, not later inside the engine
     except UnidentifiedImageError:
         raise RequestError(f"{p}: not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
@@ -171,10 +175,11 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def atomic_write(target: Path, write: Any, *, durable: bool = True,
-                 error: type[Exception] = RequestError) -> None:
+                 error: type[Exception] = RequestError, replace: bool = True) -> None:
     """Write a file through `write(fh)` into a temp file in the same folder, then rename it over
     the target, so a crash or a full disk never leaves a half-written file. `durable` flushes it
-    to the disk first. A missing folder raises `error` naming it."""
+    to the disk first. A missing folder raises `error` naming it. With `replace` False an
+    existing target, even one created while `write` ran, raises FileExistsError and is kept."""
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise error(f"{target}: folder {folder} does not exist")
@@ -186,21 +191,42 @@ def atomic_write(target: Path, write: Any, *, durable: bool = True,
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _rename_new(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def _rename_new(tmp: Path, target: Path) -> None:
+    """Rename `tmp` to `target` unless `target` exists. A hard link is atomic about it; where the
+    file system has none (FAT, some network shares), check and rename."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
 def save_png(path: str | os.PathLike[str], image: np.ndarray,
-             pnginfo: PngImagePlugin.PngInfo | None = None, durable: bool = True) -> Path:
+             pnginfo: PngImagePlugin.PngInfo | None = None, durable: bool = True,
+             replace: bool = True) -> Path:
     """Write an RGB uint8 PNG with optional metadata chunks, atomically: a temp file in the same
     folder is renamed over the target, so a crash or a full disk never leaves a half-written
-    picture. ``durable`` also flushes it to the disk first (skip it for throwaway previews)."""
+    picture. ``durable`` also flushes it to the disk first (skip it for throwaway previews);
+    ``replace`` False keeps an existing file (FileExistsError)."""
     p = Path(path)
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 image, got {arr.dtype} {arr.shape}")
     png = Image.fromarray(np.ascontiguousarray(arr))
-    atomic_write(p, lambda fh: png.save(fh, format="PNG", pnginfo=pnginfo), durable=durable)
+    atomic_write(p, lambda fh: png.save(fh, format="PNG", pnginfo=pnginfo), durable=durable,
+                 replace=replace)
     return p

@@ -7,6 +7,7 @@ No Qt, no torch: numpy and the standard library only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +31,7 @@ SAMPLER_LABELS = {
 }
 PWW_MODES = ("max", "std", "std_sigma2")  # w·log(1+σ)·max(QKᵀ), ·std(QKᵀ), w·log(1+σ²)·std(QKᵀ)
 MAX_SIDE = 4096
+MAX_REGION_STRENGTH = 10.0  # the regions panel's range; far beyond it the attention overflows
 
 
 class RequestError(ValueError):
@@ -133,6 +135,9 @@ class JobRequest:
                     f"the request is {self.width}x{self.height}")
             if not r.words.strip():
                 raise RequestError(f"region {i + 1} has no words")
+            if not (math.isfinite(r.strength) and 0 <= r.strength <= MAX_REGION_STRENGTH):
+                raise RequestError(f"region {i + 1} ({r.words!r}) strength must be from 0 to "
+                                   f"{MAX_REGION_STRENGTH:g} (got {r.strength})")
 
 
 @dataclass(frozen=True, eq=False)

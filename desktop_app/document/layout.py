@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from desktop_app.document.image_io import atomic_write, load_mask, resize_mask
-from desktop_app.document.job import Region, RequestError
+from desktop_app.document.job import MAX_REGION_STRENGTH, Region, RequestError
 
 VERSION = 1
 
@@ -79,7 +79,7 @@ def load_layout(path: str | os.PathLike[str], width: int, height: int) -> tuple[
     data = _read(p)
     try:
         version = data.get("version", VERSION)
-        if version != VERSION:
+        if isinstance(version, bool) or version != VERSION:
             raise LayoutError(f"version: expected {VERSION}, got {_shown(version)}")
         lw = _size(data.get("width", width), "width")
         lh = _size(data.get("height", height), "height")
@@ -101,6 +101,9 @@ def _region(item: Any, where: str, folder: Path, layout_size: tuple[int, int],
         raise LayoutError(f"{where}.words: expected the prompt words it paints, "
                           f"got {_shown(words)}")
     strength = _number(item.get("strength", 1.0), f"{where}.strength")
+    if not 0 <= strength <= MAX_REGION_STRENGTH:
+        raise LayoutError(f"{where}.strength: expected a number from 0 to "
+                          f"{MAX_REGION_STRENGTH:g}, got {_shown(item['strength'])}")
     name = item.get("name", "")
     if not isinstance(name, str):
         raise LayoutError(f"{where}.name: expected text, got {_shown(name)}")
@@ -125,6 +128,9 @@ def _rect_mask(rect: Any, where: str, layout_size: tuple[int, int],
     x0, x1 = (min(max(round(v * sx), 0), size[0]) for v in (x, x + w))
     y0, y1 = (min(max(round(v * sy), 0), size[1]) for v in (y, y + h))
     if x1 <= x0 or y1 <= y0:
+        if x < layout_size[0] and y < layout_size[1] and x + w > 0 and y + h > 0:
+            raise LayoutError(f"{where}: {_shown(rect)} covers less than a pixel of the "
+                              f"{size[0]}x{size[1]} image")
         raise LayoutError(f"{where}: {_shown(rect)} lies outside the "
                           f"{layout_size[0]}x{layout_size[1]} image")
     mask = np.zeros((size[1], size[0]), np.float32)

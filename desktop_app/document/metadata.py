@@ -414,6 +414,9 @@ def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest
 
 
 def save_png_with_metadata(path: str | os.PathLike[str], image: np.ndarray, request: JobRequest,
-                           model_name: str = "", result: JobResult | None = None) -> Path:
-    """Write ``image`` atomically with the A1111 text, our JSON and the arrays."""
-    return save_png(path, image, pnginfo=png_chunks(request, model_name, result))
+                           model_name: str = "", result: JobResult | None = None,
+                           replace: bool = True) -> Path:
+    """Write ``image`` atomically with the A1111 text, our JSON and the arrays (``replace``
+    False: keep an existing file, FileExistsError)."""
+    return save_png(path, image, pnginfo=png_chunks(request, model_name, result),
+                    replace=replace)

@@ -53,19 +53,33 @@ def quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def choose_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
     """auto: CUDA in fp16, then Apple MPS, then CPU in fp32."""
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        elif _mps_available():
             device = "mps"
         else:
             device = "cpu"
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise EngineError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:  # e.g. "cuda:x"
+        raise EngineError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N "
+                          "or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise EngineError("device 'cuda' was asked for but no CUDA GPU is available")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise EngineError(f"device {device!r} was asked for but there are only "
+                          f"{torch.cuda.device_count()} CUDA GPU(s)")
+    if parsed.type == "mps" and not _mps_available():
+        raise EngineError("device 'mps' was asked for but Apple MPS is not available here")
     if dtype == "auto":
         return torch.device(device), torch.float16 if device.startswith("cuda") else torch.float32
     if dtype not in DTYPES:
@@ -112,8 +126,14 @@ def check_folder(folder: Path) -> dict:
     if not index_path.is_file():
         raise EngineError(f"{folder}: not a diffusers model folder (no model_index.json)")
     index = _read_json(index_path)
+    if not isinstance(index.get("_class_name"), str):
+        raise EngineError(f"{index_path}: no \"_class_name\": not a diffusers pipeline index")
     for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+        if name.startswith("_") or not isinstance(value, list):
+            continue
+        if len(value) != 2:
+            raise EngineError(f"{index_path}: {name}: expected [library, class], got {value}")
+        if value[0] is None:
             continue
         sub = folder / name
         if not sub.is_dir():

@@ -156,6 +156,10 @@ class PaintWithWords:
     def _map_region(self, i: int, region: Region, prompt: str,
                     infos: list[TokenInfo]) -> list[int]:
         label = f"region {i + 1}" + (f" ({region.name})" if region.name else "")
+        if not np.any(region.mask > 0):
+            self.warnings.append(f"{label}: its mask is empty, so {region.words.strip()!r} is "
+                                 "painted nowhere")
+            return []
         spans = phrase_spans(prompt, region.words)
         if not spans:
             self.warnings.append(f"{label}: words {region.words.strip()!r} are not in the prompt")

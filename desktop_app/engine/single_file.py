@@ -34,7 +34,11 @@ def detect_variant(path: Path) -> str:
         if UNET_IN not in keys:
             raise EngineError(f"{path}: no Stable Diffusion UNet inside (no {UNET_IN}); "
                               "only SD 1.x and SDXL single files are supported")
-        in_channels = f.get_slice(UNET_IN).get_shape()[1]
+        shape = f.get_slice(UNET_IN).get_shape()
+        if len(shape) != 4:
+            raise EngineError(f"{path}: {UNET_IN} has shape {shape}, not a UNet's first "
+                              "convolution; the file is damaged or not a Stable Diffusion model")
+        in_channels = shape[1]
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         base = "sdxl"
     elif any(k.startswith("cond_stage_model.transformer.") for k in keys):

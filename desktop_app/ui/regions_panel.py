@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.app.region_editor import RegionEditor
+from desktop_app.document.job import MAX_REGION_STRENGTH
 from desktop_app.document.regions import RegionLayer, words_in_prompt
 
 
@@ -89,7 +90,8 @@ class RegionsPanel(QWidget):
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("color: #d9534f")
-        self.strength = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.1, value=1.0)
+        self.strength = QDoubleSpinBox(minimum=0.0, maximum=MAX_REGION_STRENGTH, singleStep=0.1,
+                                       value=1.0)
         self.strength.valueChanged.connect(self._on_strength)
         self.colour = QPushButton("Colour…")
         self.colour.clicked.connect(self._on_colour)
