@@ -40,6 +40,7 @@ from desktop_app.document.job import (
     Region,
     RequestError,
 )
+from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 
 EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 MAX_SEED = 2**63 - 1
@@ -270,13 +271,14 @@ def _load_inputs(args: argparse.Namespace,
     return image, mask
 
 
-def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
+def _load_regions(path: Path, width: int, height: int,
+                  default_strength: float) -> tuple[Region, ...]:
     try:
         from desktop_app.document.layout import load_layout
     except ImportError:
         raise RequestError(f"--regions {path}: layouts are not supported by this build") from None
     try:
-        return tuple(load_layout(path, width, height))
+        return tuple(load_layout(path, width, height, default_strength))
     except RequestError as exc:
         msg = str(exc)
         raise RequestError(msg if str(path) in msg else f"--regions {path}: {msg}") from None
@@ -285,14 +287,16 @@ def _load_regions(path: Path, width: int, height: int) -> tuple[Region, ...]:
 
 
 def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.ndarray | None,
-                  default_size: int, model_name: str, default_cfg: float) -> JobRequest:
+                  default_size: int, model_name: str, default_cfg: float,
+                  default_strength: float = GENERIC_REGION_STRENGTH) -> JobRequest:
     if init is not None:
         height, width = init.shape[:2]
     else:
         width, height = args.width or default_size, args.height or default_size
     kind = (JobKind.INPAINT if mask is not None
             else JobKind.IMAGE_TO_IMAGE if init is not None else JobKind.TEXT_TO_IMAGE)
-    regions = _load_regions(args.regions, width, height) if args.regions else ()
+    regions = (_load_regions(args.regions, width, height, default_strength) if args.regions
+               else ())
     seed = args.seed if args.seed >= 0 else secrets.randbelow(2**32)
     cfg = default_cfg if args.cfg is None else args.cfg
     request = JobRequest(
@@ -370,7 +374,7 @@ def generate(args: argparse.Namespace, console: Console) -> int:
         engine = _load_engine(args, console)
         info = engine.model_info
         request = build_request(args, init, mask, int(info.default_size), info.name,
-                                info.cfg_scale())
+                                info.cfg_scale(), region_strength_for(info))
         if cancel.is_set():
             raise JobCancelled()
         console.note(f"{request.kind.value} {request.width}x{request.height}, "

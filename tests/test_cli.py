@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +139,22 @@ def test_regions_layout_reaches_the_engine_and_the_metadata(tiny_sd, tmp_path, c
     assert sky.shape == (64, 64) and sky[:16].min() == 1.0 and sky[16:].max() == 0.0
     fox = req.regions[0].mask
     assert fox[:, :28].min() > 0.99 and fox[:, 36:].max() < 0.01
+
+
+def test_layout_regions_without_strength_get_the_models_recommendation(tiny_sd, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    (model / "generation_defaults.json").write_text('{"region_strength": 3.0}')
+    layout = {"version": 1, "regions": [{"words": "red fox", "rect": [0, 0, 32, 64]},
+                                        {"words": "blue sky", "rect": [32, 0, 32, 8],
+                                         "strength": 0.5}]}
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    out = tmp_path / "pww.png"
+    code, _, err = _run(capsys, "--prompt", "a red fox under a blue sky", "--model", str(model),
+                        "--steps", "1", "--regions", str(tmp_path / "layout.json"),
+                        "--out", str(out))
+    assert code == 0, err
+    assert [r.strength for r in read_metadata(out).regions] == [3.0, 0.5]
 
 
 @pytest.mark.parametrize("size_args, expected", [

@@ -180,14 +180,26 @@ def test_a_folder_with_only_fp16_variant_weights_loads(engine, sd_copy):
 def test_a_model_folder_can_recommend_its_guidance_scale(engine, sd_copy, tiny_builtin):
     assert engine.load(tiny_builtin).default_cfg is None  # says nothing: the generic 7.5
     assert engine.model_info.cfg_scale() == 7.5
+    assert engine.model_info.region_strength() == 1.0  # eDiff-I's generic w
     (sd_copy / "generation_defaults.json").write_text('{"cfg_scale": 4}')
     info = engine.load(sd_copy)
     assert (info.default_cfg, info.cfg_scale()) == (4.0, 4.0)
+    assert info.region_strength() == 1.0
+
+
+def test_a_model_folder_can_recommend_its_region_strength(engine, sd_copy):
+    (sd_copy / "generation_defaults.json").write_text('{"region_strength": 6.5}')
+    info = engine.load(sd_copy)
+    assert (info.default_region_strength, info.region_strength()) == (6.5, 6.5)
+    assert info.cfg_scale() == 7.5  # says nothing about guidance
 
 
 @pytest.mark.parametrize("text, why", [
     ('{"cfg_scale": "high"}', "cfg_scale: expected a number from 0 to 30, got 'high'"),
     ('{"cfg_scale": 99}', "cfg_scale: expected a number from 0 to 30, got 99"),
+    ('{"cfg_scale": 4, "region_strength": 50}',
+     "region_strength: expected a number from 0 to 10, got 50"),
+    ('{"region_strength": true}', "region_strength: expected a number from 0 to 10, got True"),
     ("[4]", "not a valid defaults file"),
     ("{", "not a valid defaults file"),
 ])

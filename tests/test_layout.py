@@ -36,6 +36,14 @@ def test_load_mask_and_rect(tmp_path):
     assert blue.mask[8:32, 32:48].all()
 
 
+def test_a_region_without_strength_gets_the_models_recommendation(tmp_path):
+    path = write(tmp_path, {"version": 1, "regions": [
+        {"words": "red circle", "rect": [0, 0, 8, 8]},
+        {"words": "blue square", "strength": 0.5, "rect": [8, 8, 8, 8]}]})
+    red, blue = load_layout(path, 32, 32, default_strength=8.0)
+    assert (red.strength, blue.strength) == (8.0, 0.5)  # a strength the file gives stays
+
+
 def test_layout_of_another_size_is_scaled_to_the_request(tmp_path):
     Image.fromarray((circle(64, 64) * 255).astype(np.uint8)).save(tmp_path / "c.png")
     path = write(tmp_path, {"version": 1, "width": 64, "height": 64, "regions": [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtGui import QTextCursor
 
 from desktop_app.document.job import JobKind
@@ -105,6 +106,27 @@ def test_regions_go_into_the_request_on_top_of_the_job_kind(qtbot, make_window):
     region.mask[0, 0] = 1.0  # the request is a frozen copy
     assert request.regions[0].mask[0, 0] == 0.0
     request.validate()
+
+
+def test_new_regions_start_at_the_models_recommended_strength(qtbot, make_window, tmp_path):
+    engine = FakeEngine(default_region_strength=8.0)  # like the built-in model
+    window = make_window(engine)
+    first = window.regions.add("red ball")
+    assert first.strength == 8.0
+    assert window.regions_panel.strength.value() == 8.0  # the panel shows it
+    window.regions.set_strength(first, 2.0)
+    engine.default_region_strength = None  # a model that recommends nothing: eDiff-I's 1
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.models.open("/models/sd15")
+    assert window.regions.add("green grass").strength == 1.0
+    assert first.strength == 2.0  # a region on the canvas keeps what the person set
+    path = tmp_path / "layout.json"  # a hand-written layout that gives no strength
+    path.write_text('{"version": 1, "regions": [{"words": "sky", "rect": [0, 0, 8, 8]}]}')
+    engine.default_region_strength = 8.0
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.models.open(None)
+    assert window.actions_.load_layout(str(path)), window.last_error
+    assert [r.strength for r in window.doc.regions] == [8.0]
 
 
 def test_layout_save_and_load_round_trip(qtbot, make_window, tmp_path):

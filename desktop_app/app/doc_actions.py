@@ -18,6 +18,7 @@ from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.document import brush
 from desktop_app.document.canvas_doc import CanvasDocument, DocState
 from desktop_app.document.job import MAX_SIDE
+from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 from desktop_app.document.regions import RegionLayer, next_colour
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class DocumentActions(QObject):
         self._doc = doc
         self._undo = undo
         self._rec = recorder
+        self.region_strength = GENERIC_REGION_STRENGTH  # for layout regions that give none
 
     # -- canvas -------------------------------------------------------------------------------
     def new_canvas(self, width: int, height: int) -> None:
@@ -51,7 +53,9 @@ class DocumentActions(QObject):
 
     def adopt_model_size(self, info: object) -> None:
         """A fresh, untouched canvas takes the loaded model's native size (256 for the built-in
-        model): other sizes work but cost time or quality."""
+        model): other sizes work but cost time or quality. Layout regions that give no strength
+        get the model's recommended one."""
+        self.region_strength = region_strength_for(info)
         side = getattr(info, "default_size", 0)
         doc = self._doc
         untouched = doc.image is None and not doc.regions and not doc.has_mask()
@@ -196,7 +200,7 @@ class DocumentActions(QObject):
         try:
             from desktop_app.document.layout import load_layout
 
-            regions = load_layout(path, *self._doc.size)
+            regions = load_layout(path, *self._doc.size, self.region_strength)
         except ImportError:
             emit(self.error, "Region layouts are not available in this build")
             return False

@@ -209,6 +209,7 @@ class MainWindow(QMainWindow):
         self.doc_status.changed.connect(p.set_canvas_info)
         self.client.model_loaded.connect(self.actions_.adopt_model_size)
         self.client.model_loaded.connect(p.adopt_model_defaults)
+        self.client.model_loaded.connect(self.regions.adopt_model_defaults)
         self.view.files_dropped.connect(self.actions_.open_paths)
         self.view.image_dropped.connect(self.actions_.paste_image)
         self.doc_status.refresh()

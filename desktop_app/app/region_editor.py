@@ -10,6 +10,7 @@ from desktop_app.app.commands import AddRegionCommand, RemoveRegionCommand
 from desktop_app.app.qt_compat import emit
 from desktop_app.app.tools import ToolController
 from desktop_app.document.canvas_doc import CanvasDocument
+from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 from desktop_app.document.regions import RegionLayer, next_colour
 
 
@@ -22,7 +23,15 @@ class RegionEditor(QObject):
         self._undo = undo
         self._tool = tool
         self.selected: RegionLayer | None = None
+        # What a new region starts at: the loaded model's recommendation (the built-in model
+        # places painted words better at 8 than at eDiff-I's generic 1).
+        self.default_strength = GENERIC_REGION_STRENGTH
         doc.add_listener(self._on_doc)
+
+    def adopt_model_defaults(self, info: object) -> None:
+        """New regions start at the loaded model's recommended strength; regions already on the
+        canvas keep theirs (the person may have set them)."""
+        self.default_strength = region_strength_for(info)
 
     def add(self, words: str = "") -> RegionLayer:
         n = len(self.doc.regions) + 1
@@ -30,7 +39,7 @@ class RegionEditor(QObject):
         while f"Region {n}" in names:
             n += 1
         region = RegionLayer.empty(f"Region {n}", next_colour(self.doc.regions), self.doc.size,
-                                   words=words)
+                                   words=words, strength=self.default_strength)
         self._undo.push(AddRegionCommand(self.doc, region, len(self.doc.regions)))
         self.select(region)
         return region

@@ -73,8 +73,10 @@ def _read(path: Path) -> dict:
     return data
 
 
-def load_layout(path: str | os.PathLike[str], width: int, height: int) -> tuple[Region, ...]:
-    """The layout's regions with masks at width x height (the request's size)."""
+def load_layout(path: str | os.PathLike[str], width: int, height: int,
+                default_strength: float = 1.0) -> tuple[Region, ...]:
+    """The layout's regions with masks at width x height (the request's size); a region that gives
+    no strength gets `default_strength` (the model's recommendation)."""
     p = Path(path)
     data = _read(p)
     try:
@@ -86,21 +88,21 @@ def load_layout(path: str | os.PathLike[str], width: int, height: int) -> tuple[
         regions = data.get("regions")
         if not isinstance(regions, list):
             raise LayoutError(f"regions: expected a list of regions, got {_shown(regions)}")
-        return tuple(_region(item, f"regions[{i}]", p.parent, (lw, lh), (width, height))
-                     for i, item in enumerate(regions))
+        return tuple(_region(item, f"regions[{i}]", p.parent, (lw, lh), (width, height),
+                             default_strength) for i, item in enumerate(regions))
     except LayoutError as exc:
         raise LayoutError(f"{p}: {exc}") from None
 
 
 def _region(item: Any, where: str, folder: Path, layout_size: tuple[int, int],
-            size: tuple[int, int]) -> Region:
+            size: tuple[int, int], default_strength: float) -> Region:
     if not isinstance(item, dict):
         raise LayoutError(f"{where}: expected an object, got {_shown(item)}")
     words = item.get("words")
     if not isinstance(words, str) or not words.strip():
         raise LayoutError(f"{where}.words: expected the prompt words it paints, "
                           f"got {_shown(words)}")
-    strength = _number(item.get("strength", 1.0), f"{where}.strength")
+    strength = _number(item.get("strength", default_strength), f"{where}.strength")
     if not 0 <= strength <= MAX_REGION_STRENGTH:
         raise LayoutError(f"{where}.strength: expected a number from 0 to "
                           f"{MAX_REGION_STRENGTH:g}, got {_shown(item['strength'])}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 FAMILIES = ("sd1", "sd2", "sdxl", "builtin")
 # The guidance scale for a model that recommends none: Stable Diffusion's customary value.
 GENERIC_CFG = 7.5
+# A new paint-with-words region's strength when the model recommends none (eDiff-I's w = 1).
+GENERIC_REGION_STRENGTH = 1.0
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,21 @@ class ModelInfo:
     samplers: tuple[str, ...] = ()  # the samplers this model can run
     preview: str = "latent_rgb"  # "latent_rgb" or "taesd"
     default_cfg: float | None = None  # the guidance scale the model recommends, if it says
+    default_region_strength: float | None = None  # paint-with-words strength it recommends
 
     def cfg_scale(self) -> float:
         """The guidance scale to start from on this model."""
         return GENERIC_CFG if self.default_cfg is None else self.default_cfg
+
+    def region_strength(self) -> float:
+        """The strength a new paint-with-words region starts at on this model."""
+        if self.default_region_strength is None:
+            return GENERIC_REGION_STRENGTH
+        return self.default_region_strength
+
+
+def region_strength_for(info: object) -> float:
+    """The strength new paint-with-words regions get with the loaded model `info` (a ModelInfo,
+    or anything else: then the generic strength)."""
+    strength = getattr(info, "region_strength", None)
+    return float(strength()) if callable(strength) else GENERIC_REGION_STRENGTH

@@ -65,7 +65,8 @@ class Engine:
             return self._info
         loading.check_model(target.resolve())
         folder = target.resolve() if target.resolve().is_dir() else None
-        default_cfg = loading.recommended_cfg(folder)  # a broken file keeps the loaded model
+        # A broken defaults file keeps the loaded model.
+        default_cfg, default_strength = loading.recommended_defaults(folder)
         self._unload()  # before loading: two models at once may not fit in memory
         model = loading.load_model(target.resolve(), self.device, self.dtype,
                                    self.single_file_config)
@@ -80,6 +81,7 @@ class Engine:
             default_size=int(unet_cfg.sample_size) * model.pipe.vae_scale_factor,
             samplers=samplers.available(dict(model.pipe.scheduler.config), unet_cfg),
             preview=self._projector.kind, default_cfg=default_cfg,
+            default_region_strength=default_strength,
         )
         return self._info
 

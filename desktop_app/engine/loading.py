@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 import desktop_app
-from desktop_app.document.job import EngineError
+from desktop_app.document.job import MAX_REGION_STRENGTH, EngineError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # Components that hold weights (the rest are tokenizers, schedulers, feature extractors).
@@ -198,22 +198,31 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype,
 DEFAULTS_FILE = "generation_defaults.json"
 
 
-def recommended_cfg(folder: Path | None) -> float | None:
-    """The guidance scale a model folder recommends in generation_defaults.json
-    (``{"cfg_scale": 4.0}``), or None when it says nothing. The built-in model draws better at a
-    lower scale than the 7.5 that suits Stable Diffusion; a wrong file is named, not ignored."""
+def recommended_defaults(folder: Path | None) -> tuple[float | None, float | None]:
+    """(guidance scale, paint-with-words region strength) a model folder recommends in
+    generation_defaults.json (``{"cfg_scale": 4.0, "region_strength": 8.0}``), each None when it
+    says nothing. The built-in model draws better at a lower scale than the 7.5 that suits Stable
+    Diffusion, and places painted words better at a higher strength than the generic 1; a wrong
+    file is named, not ignored."""
     path = folder / DEFAULTS_FILE if folder is not None else None
     if path is None or not path.is_file():
-        return None
+        return None, None
     try:
-        value = json.loads(path.read_text()).get("cfg_scale")
+        data = json.loads(path.read_text())
+        cfg, strength = data.get("cfg_scale"), data.get("region_strength")
     except (OSError, ValueError, AttributeError) as e:
         raise EngineError(f"{path}: not a valid defaults file: expected "
-                          f'{{"cfg_scale": a number}} ({type(e).__name__}: {e})') from e
+                          f'{{"cfg_scale": a number, "region_strength": a number}} '
+                          f"({type(e).__name__}: {e})") from e
+    return (_number_in(path, "cfg_scale", cfg, 30.0),
+            _number_in(path, "region_strength", strength, MAX_REGION_STRENGTH))
+
+
+def _number_in(path: Path, key: str, value: Any, top: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 30:
-        raise EngineError(f"{path}: cfg_scale: expected a number from 0 to 30, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+        raise EngineError(f"{path}: {key}: expected a number from 0 to {top:g}, got {value!r}")
     return float(value)
 
 

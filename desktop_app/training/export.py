@@ -17,6 +17,11 @@ from desktop_app.training import common, data, scenes
 # 67 / 67 / 60 / 50%, exactly one object 96 / 90 / 88 / 81%, colour and shape 71 / 73 / 69 / 69%
 # (step 15,000, 40 prompts: colour and shape 62% at 4 against 47% at 7.5). The model card has it.
 RECOMMENDED_CFG = 4.0
+# Paint-with-words: eDiff-I's w = 1 moves this model's objects too little. On two sets of 48
+# layouts (prompts without position words, each object's words painted into a cell), objects
+# placed at w = 1 / 4 / 8: 30% / 47% / 58% and 24% / 45% / 52%, background right at every
+# strength; w = 6 and 10 placed 52% on the first set. The model card has it.
+RECOMMENDED_REGION_STRENGTH = 8.0
 MODEL_INDEX = {
     "_class_name": "StableDiffusionInpaintPipeline",
     "_diffusers_version": "0.42.1",

@@ -1,7 +1,7 @@
 """Paint-with-words on the built-in model: does painting an object's words into a cell put it
 there? Prompts name objects without saying where; layouts place each object in a chosen cell.
 
-    python -m desktop_app.training.pww_quality --n 100 [--strengths 0,0.5,1,2,4]
+    python -m desktop_app.training.pww_quality --n 100 [--strengths 0,0.5,1,2,4,8]
 
 Reports, per strength w (w = 0 is the same prompt and seed with no layout): the share of objects
 found (colour and shape) in their region's cell, the share of images with every object placed,
@@ -77,7 +77,7 @@ def measure(engine, items: list[PwwCase], strength: float, steps: int = 20,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--strengths", default="0,0.5,1,2,4")
+    ap.add_argument("--strengths", default="0,0.5,1,2,4,8")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg", type=float, default=None,
                     help="default: the model's recommended scale (generation_defaults.json)")
