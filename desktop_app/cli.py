@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import secrets
 import signal
 import sys
@@ -207,8 +208,11 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError(f"--out {out}: must be a .png file (the parameters are stored in it)")
     if out.is_dir():
         raise RequestError(f"--out {out}: is a folder")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
         raise RequestError(f"--out {out}: folder {out.parent} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):  # now, not after the job has run
+        raise RequestError(f"--out {out}: no permission to write in {folder}")
     if out.exists() and not args.overwrite:
         raise RequestError(f"--out {out}: already exists (use --overwrite to replace it)")
     for name in ("width", "height"):

@@ -63,6 +63,39 @@ def test_ctrl_enter_runs_a_job_and_previews_arrive_in_order(qtbot, make_window):
     assert "Step 5/5" in window.panel.progress.format() or not window.client.busy
 
 
+def test_two_results_with_one_seed_in_one_second_are_both_saved(qtbot, make_window, monkeypatch):
+    import types
+
+    from desktop_app.app import generation
+    from desktop_app.document import metadata
+
+    monkeypatch.setattr(generation, "time", types.SimpleNamespace(
+        strftime=lambda _fmt: "20261203-101010"))  # both results finish "in the same second"
+    gate = threading.Event()  # the saver thread writes only when the test lets it
+    real_save = metadata.save_png_with_metadata
+
+    def slow_save(*args, **kwargs):
+        gate.wait(5)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(metadata, "save_png_with_metadata", slow_save)
+    window = make_window()
+    window.panel.seed_mode.setCurrentIndex(window.panel.seed_mode.findData("fixed"))
+    window.panel.seed.setValue(7)
+    saves = SaveLog(window)
+    items = []
+    for _ in range(2):
+        with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+            start_with_keyboard(qtbot, window)
+        items.append(added.args[0])
+    gate.set()
+    qtbot.waitUntil(lambda: len(saves.seen) == 2, timeout=5000)
+    assert all(error == "" for _, error in saves.seen)
+    first, second = (Path(item.saved_path) for item in items)
+    assert first != second and first.exists() and second.exists()
+    assert metadata.read_metadata(first).seed == metadata.read_metadata(second).seed == 7
+
+
 def test_result_lands_as_one_undo_step_in_history_and_output_folder(qtbot, make_window):
     window = make_window()
     undo_before = window.undo.count()

@@ -157,6 +157,17 @@ def test_layout_regions_without_strength_get_the_models_recommendation(tiny_sd, 
     assert [r.strength for r in read_metadata(out).regions] == [3.0, 0.5]
 
 
+def test_an_out_folder_without_write_permission_fails_before_the_job(tmp_path, capsys,
+                                                                    monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access",  # tests run as root here, who may write anywhere
+                        lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tmp_path / "never_loaded"),
+                        "--out", str(tmp_path / "out.png"))
+    assert code == 2
+    assert _assert_one_line_error(err).endswith(f"no permission to write in {tmp_path}")
+
+
 @pytest.mark.parametrize("size_args, expected", [
     ([], (48, 40)),  # 50x37 rounded to multiples of 8
     (["--width", "96"], (96, 72)),  # one side given: the other keeps the aspect

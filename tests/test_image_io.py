@@ -298,3 +298,17 @@ def test_save_png_honours_umask_and_rejects_missing_folder(tmp_path):
     assert (tmp_path / "x.png").stat().st_mode & 0o777 == 0o644
     with pytest.raises(RequestError, match="does not exist"):
         save_png(tmp_path / "nope" / "x.png", np.zeros((2, 2, 3), np.uint8))
+
+
+def test_a_folder_without_write_permission_is_named_not_the_temp_file(tmp_path, monkeypatch):
+    import desktop_app.document.image_io as image_io
+
+    def refuse(path, mode="r", *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(image_io, "open", refuse, raising=False)  # tests run as root here
+    target = tmp_path / "out.png"
+    with pytest.raises(RequestError, match=r"out\.png: no permission to write in ") as err:
+        save_png(target, np.zeros((8, 8, 3), np.uint8))
+    assert ".tmp" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

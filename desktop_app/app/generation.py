@@ -53,6 +53,7 @@ class GenerationController(QObject):
         self.last_seed: int | None = None
         # PNG encoding of a big result takes 100s of ms: never on the GUI thread.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save-output")
+        self._pending: set[Path] = set()  # output names chosen, not yet written
         self.output_saved.connect(self._on_saved)
         client.finished.connect(self._on_finished)
         client.failed.connect(self._on_failed)
@@ -134,8 +135,11 @@ class GenerationController(QObject):
         folder = Path(self._app.output_dir)
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-{result.request.seed}"
         path, n = folder / f"{stem}.png", 1
-        while path.exists():
+        # A name handed to the saver but not written yet (two results with one seed in one
+        # second) does not exist on disk: skip it too, or the second result would replace it.
+        while path.exists() or path in self._pending:
             path, n = folder / f"{stem}-{n}.png", n + 1
+        self._pending.add(path)
         self._saver.submit(self._write_output, path, result)
         return str(path)
 
@@ -145,7 +149,12 @@ class GenerationController(QObject):
             from desktop_app.document.metadata import save_png_with_metadata
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_png_with_metadata(path, result.image, result.request, result.model_name, result)
+            # Never replace a file: another window may have taken the name since it was chosen.
+            save_png_with_metadata(path, result.image, result.request, result.model_name, result,
+                                   replace=False)
+        except FileExistsError:
+            emit(self.output_saved, str(path), f"{path.name} appeared meanwhile and was kept")
+            return
         except Exception as exc:  # saving is a convenience: never lose the result over it
             log.exception("saving the output failed")
             emit(self.output_saved, str(path), str(exc) or type(exc).__name__)
@@ -154,6 +163,7 @@ class GenerationController(QObject):
 
     @Slot(str, str)
     def _on_saved(self, path: str, error: str) -> None:
+        self._pending.discard(Path(path))
         if error:
             for item in self._history.items:
                 if item.saved_path == path:

@@ -186,7 +186,11 @@ def atomic_write(target: Path, write: Any, *, durable: bool = True,
     # A fresh name opened with "x" (not mkstemp, whose 0600 mode would stick to the final file).
     tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "xb") as fh:
+        fh = open(tmp, "xb")
+    except PermissionError:  # name the file the person asked for, not our temp file
+        raise error(f"{target}: no permission to write in {folder}") from None
+    try:
+        with fh:
             write(fh)
             if durable:
                 fh.flush()
