@@ -96,3 +96,92 @@ def test_new_canvas_of_a_chosen_size(qtbot, make_window):
     window.undo.undo()
     window.undo.undo()
     assert window.doc.image is not None and window.doc.size == (64, 64)
+
+
+def test_a_drop_of_several_files_opens_the_first_good_one_and_names_the_rest(
+        qtbot, make_window, tmp_path):
+    window = make_window(load=False)
+    window.doc.mask[3:9, 3:9] = 1.0
+    bad = tmp_path / "notes.png"
+    bad.write_text("a text file renamed")
+    pixels = picture(48, 40)
+    Image.fromarray(pixels).save(tmp_path / "good.png")
+    Image.fromarray(picture(16, 16)).save(tmp_path / "other.png")
+    emit(window.view.files_dropped,
+         [str(bad), str(tmp_path / "good.png"), str(tmp_path / "other.png")])
+    assert np.array_equal(window.doc.image, pixels)
+    status = window.statusBar().currentMessage()
+    assert "Open good.png: 48x40" in status and "notes.png: not an image" in status
+    assert "1 more file not opened" in status and window.last_error == ""
+    # None of them opens: one line naming each, and the document stays as it was.
+    before = window.undo.count()
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(picture(1, 1)).save(tiny)
+    emit(window.view.files_dropped, [str(bad), str(tiny), str(tmp_path)])
+    assert "notes.png: not an image" in window.last_error
+    assert "tiny.png: the image is too small (1x1)" in window.last_error
+    assert "is a folder" in window.last_error and "\n" not in window.last_error
+    assert np.array_equal(window.doc.image, pixels) and window.undo.count() == before
+    assert not window.actions_.open_path(str(tiny))
+
+
+def test_an_image_over_the_size_limit_is_scaled_down_to_one_a_job_takes(
+        qtbot, make_window, tmp_path):
+    from desktop_app.document.job import MAX_SIDE
+
+    window = make_window()
+    wide = np.zeros((100, 5000, 3), np.uint8)
+    wide[:, 2500:] = 200  # right half light: the scaled picture keeps its layout
+    Image.fromarray(wide).save(tmp_path / "panorama.png")
+    assert window.actions_.open_path(str(tmp_path / "panorama.png"))
+    assert window.doc.size == (MAX_SIDE, 80)
+    assert window.doc.image[:, :2000].max() == 0 and window.doc.image[:, 2100:].min() == 200
+    assert f"scaled down from 5000x100 to {MAX_SIDE}x80" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.client.finished, timeout=5000) as done:
+        window.generation.generate()  # a job takes the canvas as it is
+    assert done.args[0].request.width == MAX_SIDE and window.last_error == ""
+    QGuiApplication.clipboard().setImage(rgb_to_qimage(np.zeros((16, 4100, 3), np.uint8)))
+    assert window.actions_.paste_image()
+    assert window.doc.size[0] == MAX_SIDE
+
+
+def test_a_dropped_web_link_says_it_is_not_a_file(qtbot, make_window):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window = make_window(load=False)
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/cat.png")])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.view.dropEvent(event)
+    assert "https://example.com/cat.png: not a file on this computer" in window.last_error
+    assert window.doc.image is None
+
+
+def test_a_save_that_cannot_write_names_the_file_and_keeps_the_canvas(
+        qtbot, make_window, tmp_path, monkeypatch):
+    import builtins
+
+    window = make_window(load=False)
+    pixels = picture(32, 32)
+    window.doc.set_image(pixels)
+    (tmp_path / "taken.png").mkdir()
+    real_open = builtins.open
+
+    def read_only(file, mode="r", *args, **kwargs):  # tests run as root: chmod would not stop it
+        if str(file).startswith(str(tmp_path / "locked")) and "x" in mode:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(builtins, "open", read_only)
+    for target, why in ((tmp_path / "nowhere" / "a.png", "does not exist"),
+                        (tmp_path / "locked" / "a.png", "no permission to write"),
+                        (tmp_path / "taken.png", "is a folder")):
+        window.last_error = ""
+        assert not window.actions_.save_png(str(target))
+        assert str(target) in window.last_error and why in window.last_error
+        assert ".tmp" not in window.last_error and "\n" not in window.last_error
+    assert np.array_equal(window.doc.image, pixels)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["locked", "taken.png"]

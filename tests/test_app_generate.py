@@ -346,3 +346,65 @@ def test_the_cfg_box_follows_the_models_recommendation_until_the_person_sets_it(
     with qtbot.waitSignal(window.client.finished, timeout=5000):
         window.generation.generate()
     assert engine.requests[-1].cfg_scale == 6.0
+
+
+def test_a_refused_model_keeps_the_one_loaded_and_says_so(qtbot, make_window, tmp_path):
+    window = make_window()
+    loaded = window.model_label.text()
+    window.engine.fail_load = "model.ckpt: pickle checkpoints are refused"  # checked first
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.models.open(str(tmp_path / "model.ckpt"))
+    assert "pickle checkpoints are refused" in window.last_error
+    assert "still using built-in (fake)" in window.last_error
+    assert window.model_label.text() == loaded != "No model loaded"
+    assert window.app_settings.last_model == ""  # the built-in model, still
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+
+
+def test_a_load_that_lost_the_old_model_says_no_model(qtbot, make_window, tmp_path):
+    window = make_window()
+    window.engine.fail_load = "weights.safetensors: truncated"
+    window.engine._info = None  # failed after the old model was dropped
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.models.open(str(tmp_path / "weights.safetensors"))
+    assert window.model_label.text() == "No model loaded"
+    window.generation.generate()  # refused at once, not sent to an engine with no model
+    assert "No model is loaded" in window.last_error and window.client.current_job is None
+
+
+def test_a_canvas_resized_during_a_job_keeps_its_edits(qtbot, make_window):
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))  # canvas 256x256, the model's size
+    start_with_keyboard(qtbot, window, steps=3)
+    window.actions_.new_canvas(128, 96)  # meanwhile: another canvas, a mask, a region
+    window.tool.press(5, 5)
+    window.tool.release(30, 30)
+    window.regions.add("ball")
+    window.tool.press(40, 40)
+    window.tool.release(60, 60)
+    mask, region = window.doc.mask.copy(), window.doc.regions[0].mask.copy()
+    undo_steps = window.undo.count()
+    with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+        for _ in range(3):
+            gate.release()
+    assert window.doc.size == (128, 96) and window.doc.image is None
+    assert np.array_equal(window.doc.mask, mask)
+    assert np.array_equal(window.doc.regions[0].mask, region)
+    assert window.undo.count() == undo_steps
+    assert "was not put on it" in window.statusBar().currentMessage()
+    window.generation.show_history(added.args[0])  # the result is not lost
+    assert window.doc.size == (256, 256)
+
+
+def test_generate_right_after_cancel_says_the_job_is_stopping(qtbot, make_window):
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))
+    start_with_keyboard(qtbot, window, steps=50)
+    window.generation.cancel()
+    assert window.generation.generate() is None
+    assert "still stopping" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        qtbot.waitUntil(lambda: not window.client.busy, timeout=3000)
+        window.generation.generate()
+        gate.release(50)

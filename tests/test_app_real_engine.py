@@ -46,3 +46,17 @@ def test_real_engine_inpaint_with_a_region_and_cancel(qtbot, real_window):
     with qtbot.waitSignal(window.client.cancelled, timeout=120_000):
         window.generation.cancel()
     assert np.array_equal(window.doc.image, before)
+
+
+def test_real_engine_keeps_its_model_when_a_wrong_file_is_chosen(qtbot, real_window, tmp_path):
+    window = real_window
+    loaded = window.model_label.text()
+    (tmp_path / "model.ckpt").write_bytes(b"a pickled checkpoint")
+    (tmp_path / "notes.safetensors").write_text("a text file renamed")
+    for name in ("model.ckpt", "notes.safetensors"):
+        with qtbot.waitSignal(window.client.model_failed, timeout=120_000):
+            window.models.open(str(tmp_path / name))
+        assert name in window.last_error and "still using tiny_builtin" in window.last_error
+        assert window.model_label.text() == loaded
+    result, _ = helpers.generate_and_wait(qtbot, window, "a red ball", 1)
+    assert result.model_name == "tiny_builtin"

@@ -17,7 +17,7 @@ from desktop_app.app.qt_compat import emit
 from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.document import brush
 from desktop_app.document.canvas_doc import CanvasDocument, DocState
-from desktop_app.document.job import MAX_SIDE
+from desktop_app.document.job import MAX_SIDE, RequestError
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 from desktop_app.document.regions import RegionLayer, next_colour
 
@@ -75,20 +75,34 @@ class DocumentActions(QObject):
             self._undo.push(StateCommand(self._doc, after, f"Canvas size {width}x{height}"))
 
     def open_path(self, path: str) -> bool:
+        return self.open_paths([path])
+
+    def open_paths(self, paths: list[str]) -> bool:
+        """Open the first of `paths` that reads as an image (a drop may hold several files; the
+        canvas holds one). The files passed over are named in the status line; an error only
+        when none opens."""
         from desktop_app.document.image_io import load_image
 
-        warnings: list[str] = []
-        try:
-            image = load_image(path, warn=warnings.append)
-        except READ_ERRORS as exc:
-            emit(self.error, str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-            return False
-        self._place(image, f"Open {Path(path).name}", warnings)
-        return True
-
-    def open_paths(self, paths: list[str]) -> None:
-        if paths:
-            self.open_path(paths[0])
+        failed: list[str] = []
+        for i, path in enumerate(paths):
+            warnings: list[str] = []
+            if "://" in path:  # a web link dropped from a browser
+                failed.append(f"{path}: not a file on this computer (save it, then open it)")
+                continue
+            try:
+                image = self._fit(load_image(path, warn=warnings.append), warnings)
+            except READ_ERRORS as exc:
+                failed.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+                continue
+            if rest := len(paths) - i - 1:
+                warnings.append(f"{rest} more file{'s' if rest > 1 else ''} not opened "
+                                "(one image at a time)")
+            self._place(image, f"Open {Path(path).name}",
+                        [*warnings, *(f"skipped {why}" for why in failed)])
+            return True
+        if failed:
+            emit(self.error, "; ".join(failed))
+        return False
 
     def paste_image(self, image: QImage | None = None) -> bool:
         if image is None:
@@ -96,18 +110,37 @@ class DocumentActions(QObject):
         if image is None or image.isNull():
             emit(self.error, "The clipboard holds no image")
             return False
-        self._place(qimage_to_rgb(image), "Paste image", [])
+        warnings: list[str] = []
+        try:
+            fitted = self._fit(qimage_to_rgb(image), warnings)
+        except READ_ERRORS as exc:
+            emit(self.error, f"Cannot paste: {exc}")
+            return False
+        self._place(fitted, "Paste image", warnings)
         return True
 
-    def _place(self, image: np.ndarray, text: str, warnings: list[str]) -> None:
+    @staticmethod
+    def _fit(image: np.ndarray, warnings: list[str]) -> np.ndarray:
+        """The canvas for `image`: scaled down to at most MAX_SIDE a side (the largest size a job
+        takes), cropped to multiples of 8; each change is reported in `warnings`."""
+        from desktop_app.document.image_io import resize_image
+
         h, w = image.shape[:2]
-        image = np.ascontiguousarray(snap8(image))
-        if image.size == 0:
-            emit(self.error, f"the image is too small ({w}x{h})")
-            return
-        if image.shape[:2] != (h, w):
-            warnings.append(f"cropped from {w}x{h} to {image.shape[1]}x{image.shape[0]} "
-                            "(sizes must be multiples of 8)")
+        if max(w, h) > MAX_SIDE:
+            scale = MAX_SIDE / max(w, h)
+            image = resize_image(image, max(1, round(w * scale)), max(1, round(h * scale)))
+        fitted = np.ascontiguousarray(snap8(image))
+        fh, fw = fitted.shape[:2]
+        if fitted.size == 0:
+            raise RequestError(f"the image is too small ({w}x{h})")
+        if max(w, h) > MAX_SIDE:
+            warnings.append(f"scaled down from {w}x{h} to {fw}x{fh} "
+                            f"(at most {MAX_SIDE} px a side)")
+        elif (fw, fh) != (w, h):
+            warnings.append(f"cropped from {w}x{h} to {fw}x{fh} (sizes must be multiples of 8)")
+        return fitted
+
+    def _place(self, image: np.ndarray, text: str, warnings: list[str]) -> None:
         self._undo.push(ImageCommand(self._doc, image, None, text))
         emit(self.status, "; ".join([f"{text}: {image.shape[1]}x{image.shape[0]}", *warnings]))
 

@@ -66,7 +66,9 @@ class GenerationController(QObject):
 
     def generate(self) -> int | None:
         if self._client.busy:
-            emit(self.status, "Busy: wait for the current job or press Esc to cancel it")
+            emit(self.status, "Busy: the cancelled job is still stopping; generate again in a "
+                              "moment" if self._client.cancelling else
+                              "Busy: wait for the current job or press Esc to cancel it")
             return None
         if self._client.model_info is None:
             emit(self.error, "No model is loaded: open a model first (Model ▸ Open model…)")
@@ -117,7 +119,12 @@ class GenerationController(QObject):
     @Slot(object)
     def _on_finished(self, result: JobResult) -> None:
         settings, regions = self._finish(result.job_id) or (self._current_settings(), [])
-        self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
+        request = result.request
+        # A canvas that changed size while the job ran (new canvas, another image, undo) keeps
+        # what was made on it since: placing the result would wipe that mask and those regions.
+        placed = self._doc.size == (request.width, request.height)
+        if placed:
+            self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
         # Scores belong to the regions as they were sent, even if the list changed meanwhile.
         for region, score in zip(regions, result.region_adherence, strict=False):
             if region in self._doc.regions:
@@ -128,6 +135,10 @@ class GenerationController(QObject):
         emit(self.history_added, item)
         note = f" — saved {Path(item.saved_path).name}" if item.saved_path else ""
         warn = f" — {'; '.join(result.warnings)}" if result.warnings else ""
+        if not placed:
+            warn += (f" — the canvas is now {self._doc.width}x{self._doc.height}, so the "
+                     f"{request.width}x{request.height} result was not put on it: click it in "
+                     "the history to show it")
         emit(self.status, f"Done in {result.elapsed:.1f} s{note}{warn}")
 
     def _save_output(self, result: JobResult) -> str:

@@ -62,5 +62,11 @@ class ModelControl(QObject):
 
     @Slot(str)
     def _on_failed(self, why: str) -> None:
-        emit(self.status, "No model loaded")
-        emit(self.error, f"Could not load the model: {why}")
+        info = self._client.model_info  # the engine keeps the model it had when it can
+        if info is None:
+            emit(self.status, "No model loaded")
+            emit(self.error, f"Could not load the model: {why}")
+            return
+        emit(self.status, describe_model(info))
+        emit(self.error, f"Could not load the model: {why} (still using "
+                         f"{getattr(info, 'name', None) or 'the previous model'})")

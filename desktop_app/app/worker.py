@@ -49,7 +49,7 @@ def describe_error(exc: BaseException) -> str:
 
 class EngineWorker(QObject):
     model_loaded = Signal(object)  # ModelInfo
-    model_failed = Signal(str)
+    model_failed = Signal(str, object)  # why, the ModelInfo still loaded (None: no model)
     step = Signal(int, int, int)  # job id, step, total: every step, cheap
     preview = Signal(object)  # Preview with a private numpy copy; throttled
     finished = Signal(object)  # JobResult
@@ -76,7 +76,8 @@ class EngineWorker(QObject):
         except Exception as exc:  # any failure must reach the user as a message
             if not isinstance(exc, EngineError):
                 log.exception("model load failed")
-            emit(self.model_failed, describe_error(exc))
+            # A wrong file is refused before the current model is dropped: say which one stays.
+            emit(self.model_failed, describe_error(exc), getattr(self._engine, "model_info", None))
             return
         emit(self.model_loaded, info)
 
@@ -173,6 +174,11 @@ class EngineClient(QObject):
     def current_job(self) -> int | None:
         return self._current
 
+    @property
+    def cancelling(self) -> bool:
+        """A cancel was asked for and the job has not stopped yet (it does within one step)."""
+        return self._cancel is not None and self._cancel.is_set()
+
     def load(self, path: str | None, device: str | None = None) -> bool:
         if self.busy:
             return False
@@ -229,9 +235,10 @@ class EngineClient(QObject):
         emit(self.busy_changed, self.busy)
         emit(self.model_loaded, info)
 
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
+    @Slot(str, object)
+    def _on_load_failed(self, message: str, still_loaded: object) -> None:
         self._loading = False
+        self.model_info = still_loaded
         emit(self.busy_changed, self.busy)
         emit(self.model_failed, message)
 

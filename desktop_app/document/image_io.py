@@ -183,6 +183,8 @@ def atomic_write(target: Path, write: Any, *, durable: bool = True,
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise error(f"{target}: folder {folder} does not exist")
+    if target.is_dir():  # or the rename fails naming our temp file
+        raise error(f"{target}: is a folder, not a file name")
     # A fresh name opened with "x" (not mkstemp, whose 0600 mode would stick to the final file).
     tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:

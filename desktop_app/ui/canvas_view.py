@@ -286,4 +286,6 @@ class CanvasView(QWidget):
             emit(self.files_dropped, paths)
         elif mime.hasImage():
             emit(self.image_dropped, QImage(mime.imageData()))
+        elif mime.hasUrls():  # web links only: opening them says why it cannot
+            emit(self.files_dropped, [u.toString() for u in mime.urls()])
         event.acceptProposedAction()
