@@ -311,6 +311,7 @@ def test_switching_device_reloads_and_is_remembered_only_when_it_works(qtbot, ma
         window.panel.device.setCurrentIndex(window.panel.device.findData("cuda"))
     assert "CUDA is not available" in window.last_error
     assert window.app_settings.device == "cpu"
+    assert window.panel.device.currentData() == "cpu"  # the box shows the device still in use
 
 
 def test_an_untouched_canvas_takes_the_models_size_and_a_painted_one_does_not(

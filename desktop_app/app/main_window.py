@@ -203,6 +203,7 @@ class MainWindow(QMainWindow):
         self.models.status.connect(self._on_model_status)
         self.models.message.connect(self._on_status)
         self.models.error.connect(self._on_error)
+        self.models.device_kept.connect(self.panel.set_device)
         self.actions_.status.connect(self._on_status)
         self.actions_.error.connect(self._on_error)
         self.tool.message.connect(self._on_status)

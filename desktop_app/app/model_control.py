@@ -23,6 +23,7 @@ class ModelControl(QObject):
     status = Signal(str)  # the model line in the panel / status bar
     message = Signal(str)
     error = Signal(str)
+    device_kept = Signal(str)  # a load failed: the device still in use, for the device box
 
     def __init__(self, client: EngineClient, app_settings: AppSettings) -> None:
         super().__init__()
@@ -62,6 +63,7 @@ class ModelControl(QObject):
 
     @Slot(str)
     def _on_failed(self, why: str) -> None:
+        emit(self.device_kept, self._app.device)  # not the one that just failed
         info = self._client.model_info  # the engine keeps the model it had when it can
         if info is None:
             emit(self.status, "No model loaded")
