@@ -38,13 +38,15 @@ class FakeModelInfo:
 
 
 def _model_info(name: str, path: str, device: str, default_cfg: float | None = None,
-                default_region_strength: float | None = None):
+                default_region_strength: float | None = None,
+                vocabulary: frozenset[str] | None = None):
     if _ModelInfo is not None:
         try:
             return _ModelInfo(name=name, path=path, family="builtin", device=device,
                               dtype="float32", inpaint_channels=9, default_size=256,
                               default_cfg=default_cfg,
-                              default_region_strength=default_region_strength)
+                              default_region_strength=default_region_strength,
+                              vocabulary=vocabulary)
         except TypeError:
             pass
     return FakeModelInfo(name=name, path=path, device=device)
@@ -76,9 +78,11 @@ class FakeEngine:
                  preview_size: int | None = 32,
                  on_step: Callable[[int, int], None] | None = None,
                  default_cfg: float | None = None,
-                 default_region_strength: float | None = None) -> None:
+                 default_region_strength: float | None = None,
+                 vocabulary: frozenset[str] | None = None) -> None:
         self.default_cfg = default_cfg  # what the next loaded model recommends
         self.default_region_strength = default_region_strength
+        self.vocabulary = vocabulary
         self.device = "cpu" if device == "auto" else device
         self.step_time = step_time
         self.fail_load = fail_load
@@ -105,7 +109,7 @@ class FakeEngine:
             raise EngineError(self.fail_load)
         name = "built-in (fake)" if path is None else str(path).rstrip("/").split("/")[-1]
         self._info = _model_info(name, "" if path is None else str(path), self.device,
-                                 self.default_cfg, self.default_region_strength)
+                                 self.default_cfg, self.default_region_strength, self.vocabulary)
         return self._info
 
     def _preview(self, job_id: int, step: int, total: int, final: np.ndarray) -> Preview:

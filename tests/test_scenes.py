@@ -48,3 +48,22 @@ def test_foreground_map_covers_exactly_the_shapes_at_latent_resolution():
     assert abs(fg[:11, :11].sum() - 70 * 70 / 64) < 3
     assert abs(fg[21:, 21:].sum() - np.pi * 19 * 19 / 64) < 3
     assert fg.sum() == fg[:11, :11].sum() + fg[21:, 21:].sum()  # nothing anywhere else
+
+
+def test_the_shipped_vocabulary_holds_every_caption_word_and_nothing_else():
+    # The app warns about prompt words outside models/builtin/vocabulary.txt: a word the captions
+    # use but the file lacks would be a false warning; a stale file would miss real ones.
+    import re
+    from pathlib import Path
+
+    shipped = (Path(__file__).resolve().parents[1] / "models" / "builtin" / "vocabulary.txt")
+    words = set(shipped.read_text().split())
+    assert sorted(words) == scenes.vocabulary()
+    rng = np.random.default_rng(17)
+    used: set[str] = set()
+    for _ in range(3000):
+        scene = scenes.random_scene(rng, held_out=None)
+        for text in (scenes.caption(scene, rng), scenes.canonical_caption(scene)):
+            used |= set(re.findall(r"[a-z]+", text.lower()))
+    assert used <= words
+    assert {"cat", "dog", "house"}.isdisjoint(words)

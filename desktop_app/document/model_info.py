@@ -24,6 +24,7 @@ class ModelInfo:
     preview: str = "latent_rgb"  # "latent_rgb" or "taesd"
     default_cfg: float | None = None  # the guidance scale the model recommends, if it says
     default_region_strength: float | None = None  # paint-with-words strength it recommends
+    vocabulary: frozenset[str] | None = None  # every word its training captions used, if it says
 
     def cfg_scale(self) -> float:
         """The guidance scale to start from on this model."""

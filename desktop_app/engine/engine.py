@@ -26,6 +26,7 @@ from desktop_app.document.job import (
     RequestError,
 )
 from desktop_app.document.model_info import ModelInfo
+from desktop_app.document.vocabulary import unknown_words_warning
 from desktop_app.engine import jobs, loading, previews, samplers
 
 PIPELINES = {
@@ -67,6 +68,7 @@ class Engine:
         folder = target.resolve() if target.resolve().is_dir() else None
         # A broken defaults file keeps the loaded model.
         default_cfg, default_strength = loading.recommended_defaults(folder)
+        vocabulary = loading.model_vocabulary(folder)
         self._unload()  # before loading: two models at once may not fit in memory
         model = loading.load_model(target.resolve(), self.device, self.dtype,
                                    self.single_file_config)
@@ -81,7 +83,7 @@ class Engine:
             default_size=int(unet_cfg.sample_size) * model.pipe.vae_scale_factor,
             samplers=samplers.available(dict(model.pipe.scheduler.config), unet_cfg),
             preview=self._projector.kind, default_cfg=default_cfg,
-            default_region_strength=default_strength,
+            default_region_strength=default_strength, vocabulary=vocabulary,
         )
         return self._info
 
@@ -132,6 +134,8 @@ class Engine:
         pipe.scheduler = samplers.make_scheduler(
             request.sampler, dict(self._model.pipe.scheduler.config), pipe.unet.config)
         warnings.extend(self._truncation_warnings(request))
+        if note := unknown_words_warning(request.prompt, self._info.vocabulary):
+            warnings.append(note)
         pww = self._paint_with_words(pipe, request, work, attention_maps)
         sender = previews.PreviewSender(
             job_id, self._projector, on_preview,

@@ -218,6 +218,24 @@ def recommended_defaults(folder: Path | None) -> tuple[float | None, float | Non
             _number_in(path, "region_strength", strength, MAX_REGION_STRENGTH))
 
 
+VOCABULARY_FILE = "vocabulary.txt"
+
+
+def model_vocabulary(folder: Path | None) -> frozenset[str] | None:
+    """The words a model folder says its training captions used (vocabulary.txt: one word a line),
+    or None when it does not say; an unreadable or empty file is named, not ignored."""
+    path = folder / VOCABULARY_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        words = frozenset(w for w in path.read_text(encoding="utf-8").lower().split())
+    except (OSError, UnicodeDecodeError) as e:
+        raise EngineError(f"{path}: not a readable word list ({type(e).__name__}: {e})") from e
+    if not words:
+        raise EngineError(f"{path}: lists no words (one word a line, or remove the file)")
+    return words
+
+
 def _number_in(path: Path, key: str, value: Any, top: float) -> float | None:
     if value is None:
         return None

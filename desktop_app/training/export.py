@@ -62,6 +62,7 @@ def export_static() -> None:
     tok.save_pretrained(out / "tokenizer")
     EulerDiscreteScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
     write_generation_defaults()
+    write_vocabulary()
     (out / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
 
 
@@ -70,6 +71,12 @@ def write_generation_defaults() -> None:
     RECOMMENDED_CFG)."""
     (common.MODEL_DIR / "generation_defaults.json").write_text(
         json.dumps({"cfg_scale": RECOMMENDED_CFG}) + "\n")
+
+
+def write_vocabulary() -> None:
+    """vocabulary.txt: every word the training captions use, so the app can tell a person which
+    words of a prompt this model never saw."""
+    (common.MODEL_DIR / "vocabulary.txt").write_text("\n".join(scenes.vocabulary()) + "\n")
 
 
 def fit_latent_rgb() -> dict:

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         export.export_static()
     if not (common.MODEL_DIR / "generation_defaults.json").exists():
         export.write_generation_defaults()
+    if not (common.MODEL_DIR / "vocabulary.txt").exists():
+        export.write_vocabulary()
     data.main(["text", "--chunks", str(DATA_CHUNKS)])
     data.main(["latents", "--chunks", str(DATA_CHUNKS)])
     data.main(["fg", "--chunks", str(DATA_CHUNKS)])

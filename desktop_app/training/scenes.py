@@ -7,6 +7,7 @@ evaluator's tests and the quality benchmarks.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -223,6 +224,17 @@ def caption(scene: Scene, rng: np.random.Generator, *, drop_rate: float = 0.12) 
         else:
             body = body + " " + str(rng.choice(_BG_PHRASES)).format(bg=bg)
     return body
+
+
+def vocabulary() -> list[str]:
+    """Every word a training caption can contain (the model knows nothing else), sorted."""
+    phrases = [*COLORS, *BACKGROUNDS, *SHAPES, *SIZES, "a", "an", "placed", "that", "sits", "at",
+               "in", "the", "center", "on", "background", "and",
+               "there is", "there are", "a drawing of", "an image of", *_CONNECTIVES,
+               *(w for words in _SIZE_WORDS.values() for w in words),
+               *(p for ps in _POSITION_PHRASES.values() for p in ps),
+               *(p.format(bg="") for p in (*_BG_PHRASES, *_BG_LEADS))]
+    return sorted({w for p in phrases for w in re.findall(r"[a-z]+", p.lower())})
 
 
 def canonical_caption(scene: Scene) -> str:

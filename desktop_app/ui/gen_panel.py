@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from desktop_app.app.qt_compat import emit
 from desktop_app.document.job import MAX_SIDE, SAMPLER_LABELS
 from desktop_app.document.settings import MAX_SEED, GenerationSettings
+from desktop_app.document.vocabulary import SHOW_AT_MOST, unknown_words
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -56,6 +57,13 @@ class GenerationPanel(QWidget):
         self._prompt_box = QVBoxLayout()
         self._prompt_box.addWidget(QLabel("Prompt"))
         self._prompt_box.addWidget(self.prompt)
+        # Words the loaded model never saw in training (when its folder lists its vocabulary).
+        self.vocabulary_hint = QLabel()
+        self.vocabulary_hint.setWordWrap(True)
+        self.vocabulary_hint.setStyleSheet("color: #d9534f")
+        self.vocabulary_hint.setVisible(False)
+        self._vocabulary: frozenset[str] | None = None
+        self._prompt_box.addWidget(self.vocabulary_hint)
         self._extras_at = self._prompt_box.count()  # the attention strip goes here
         self._prompt_box.addWidget(self.negative)
         layout = QVBoxLayout(self)
@@ -221,7 +229,10 @@ class GenerationPanel(QWidget):
     def adopt_model_defaults(self, info: object) -> None:
         """The CFG box follows the loaded model's recommended scale (4 for the built-in model, 7.5
         for Stable Diffusion) as long as it still shows the previous model's default; a value the
-        person chose stays."""
+        person chose stays. The prompt box marks words outside the model's vocabulary, if it lists
+        one."""
+        self._vocabulary = getattr(info, "vocabulary", None)
+        self._show_unknown_words()
         cfg_scale = getattr(info, "cfg_scale", None)
         new = float(cfg_scale()) if callable(cfg_scale) else self._base.cfg_scale
         if abs(self.cfg.value() - self._model_cfg) < 1e-6:
@@ -265,7 +276,18 @@ class GenerationPanel(QWidget):
         emit(self.size_edited, self.width_box.value() // 8 * 8, self.height_box.value() // 8 * 8)
 
     def _on_prompt_changed(self) -> None:
+        self._show_unknown_words()
         emit(self.prompt_changed, self.prompt.toPlainText())
+
+    def _show_unknown_words(self) -> None:
+        words = unknown_words(self.prompt.toPlainText(), self._vocabulary or frozenset())
+        if not self._vocabulary or not words:
+            self.vocabulary_hint.setVisible(False)
+            return
+        shown = ", ".join(words[:SHOW_AT_MOST]) + (" …" if len(words) > SHOW_AT_MOST else "")
+        self.vocabulary_hint.setText(f"Not in this model's vocabulary (it will likely ignore "
+                                     f"them): {shown}")
+        self.vocabulary_hint.setVisible(True)
 
     def _on_builtin(self) -> None:
         emit(self.model_requested, None)
