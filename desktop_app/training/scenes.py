@@ -7,10 +7,11 @@ evaluator's tests and the quality benchmarks.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from desktop_app.document.vocabulary import prompt_words
 
 SIZE = 256
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -234,7 +235,7 @@ def vocabulary() -> list[str]:
                *(w for words in _SIZE_WORDS.values() for w in words),
                *(p for ps in _POSITION_PHRASES.values() for p in ps),
                *(p.format(bg="") for p in (*_BG_PHRASES, *_BG_LEADS))]
-    return sorted({w for p in phrases for w in re.findall(r"[a-z]+", p.lower())})
+    return sorted({w for p in phrases for w in prompt_words(p)})
 
 
 def canonical_caption(scene: Scene) -> str:

@@ -280,8 +280,8 @@ class GenerationPanel(QWidget):
         emit(self.prompt_changed, self.prompt.toPlainText())
 
     def _show_unknown_words(self) -> None:
-        words = unknown_words(self.prompt.toPlainText(), self._vocabulary or frozenset())
-        if not self._vocabulary or not words:
+        words = unknown_words(self.prompt.toPlainText(), self._vocabulary) if self._vocabulary else []
+        if not words:
             self.vocabulary_hint.setVisible(False)
             return
         shown = ", ".join(words[:SHOW_AT_MOST]) + (" …" if len(words) > SHOW_AT_MOST else "")
