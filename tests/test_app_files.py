@@ -54,6 +54,20 @@ def test_paste_and_copy_through_the_clipboard(qtbot, make_window):
     assert np.array_equal(qimage_to_rgb(QGuiApplication.clipboard().image()), pixels[::-1])
 
 
+def test_a_pasted_or_dropped_transparent_picture_is_white_underneath_not_black(
+        qtbot, make_window):
+    from PySide6.QtGui import QColor, QImage
+
+    window = make_window(load=False)
+    image = QImage(16, 8, QImage.Format.Format_ARGB32)
+    image.fill(QColor(0, 0, 0, 0))  # transparent, stored as black (as browsers and editors do)
+    image.setPixelColor(3, 2, QColor(200, 0, 0, 128))
+    emit(window.view.image_dropped, image)
+    assert tuple(window.doc.image[0, 0]) == (255, 255, 255)
+    assert tuple(window.doc.image[2, 3]) == (227, 127, 127)  # as opening the same file gives
+    assert "transparent areas were flattened onto white" in window.statusBar().currentMessage()
+
+
 def test_save_png_keeps_generation_metadata(qtbot, make_window, tmp_path):
     from desktop_app.document.metadata import read_metadata
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tracemalloc
 import warnings
 import zlib
 
@@ -11,7 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_app.document.image_io import load_image, load_mask, resize_image, save_png
+from desktop_app.document.image_io import (
+    flatten_onto_white,
+    load_image,
+    load_mask,
+    resize_image,
+    save_png,
+)
 from desktop_app.document.job import RequestError
 
 
@@ -97,6 +104,26 @@ def test_palette_transparency_is_flattened(tmp_path):
     assert messages
 
 
+def test_flattening_a_big_transparent_picture_is_exact_and_lean(tmp_path):
+    # Every colour over every alpha, against the exact composite over white.
+    c, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.stack([c, c, c, a], axis=-1).astype(np.uint8)
+    want = np.round((c * a + 255 * (255 - a)) / 255)
+    np.testing.assert_array_equal(flatten_onto_white(rgba)[..., 0], want)
+    # A transparent photo costs a few bytes a pixel to flatten, not ~50 (gigabytes for a big one).
+    big = np.zeros((600, 800, 4), np.uint8)
+    big[..., 3] = np.arange(800) % 256
+    Image.fromarray(big).save(tmp_path / "big.png")
+    tracemalloc.start()
+    try:
+        got = load_image(tmp_path / "big.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tuple(got[0, 0]) == (255, 255, 255) and tuple(got[0, 255]) == (0, 0, 0)
+    assert peak < 24 * 600 * 800
+
+
 def test_16_bit_grey_is_scaled_not_clipped(tmp_path):
     # Pillow's own convert("L") would turn all three of these into 255.
     a = np.array([[0, 128 * 257, 65535]], dtype=np.uint16)
@@ -135,6 +162,23 @@ def test_exif_orientation_is_applied(tmp_path):
     assert tuple(got[0, 1]) == (255, 0, 0)  # now at the displayed top-right
 
 
+def test_a_phone_photo_with_a_gain_map_opens_upright_and_says_nothing_of_frames(tmp_path):
+    # Phones save HDR photos as MPO: the photo, then a gain map (or depth map) as a second image.
+    stored = np.zeros((8, 16, 3), np.uint8)
+    stored[:4, :4] = (255, 0, 0)  # red at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "IMG_0001.jpg", format="MPO", save_all=True,
+                                 append_images=[Image.new("RGB", (8, 4))], exif=exif.tobytes())
+    with Image.open(tmp_path / "IMG_0001.jpg") as saved:
+        assert saved.format == "MPO"
+    messages, warn = _collect()
+    got = load_image(tmp_path / "IMG_0001.jpg", warn=warn)
+    assert got.shape == (16, 8, 3)
+    assert got[1, 6, 0] > 200 and got[1, 6, 1] < 60  # red at the displayed top-right
+    assert messages == []
+
+
 def test_animated_gif_uses_first_frame_with_warning(tmp_path):
     frames = [Image.new("RGB", (4, 4), c) for c in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
@@ -147,6 +191,7 @@ def test_animated_gif_uses_first_frame_with_warning(tmp_path):
 @pytest.mark.parametrize("make, words", [
     (lambda p: None, "not found"),
     (lambda p: p.mkdir(), "folder"),
+    (lambda p: p.write_bytes(b""), "the file is empty (0 bytes)"),
     (lambda p: p.write_bytes(b"hello, I am text"), "not an image"),
     (lambda p: p.write_bytes(os.urandom(300)), "not an image"),
 ])
@@ -225,6 +270,23 @@ def test_white_strokes_on_transparent_white_do_not_repaint_everything(tmp_path):
     got = load_mask(tmp_path / "s.png")
     assert got[1, 1] == 1.0
     assert got[0, 0] == 0.0 and got[2, 2] == 0.0
+
+
+def test_an_opaque_one_colour_mask_with_alpha_uses_its_colour(tmp_path):
+    # Fully opaque, the alpha says nothing: an all-black mask saved as RGBA repaints nothing
+    # (it used to count as all alpha, and so repaint the whole picture).
+    for value, want in ((0, 0.0), (255, 1.0), (128, 128 / 255)):
+        Image.new("RGBA", (4, 3), (value, value, value, 255)).save(tmp_path / "o.png")
+        np.testing.assert_allclose(load_mask(tmp_path / "o.png"), want, atol=1e-6)
+    Image.new("LA", (4, 3), (0, 255)).save(tmp_path / "la.png")
+    assert load_mask(tmp_path / "la.png").max() == 0.0
+
+
+def test_masks_in_unusual_colour_modes_read_as_their_luminance(tmp_path):
+    Image.new("RGB", (4, 2), (255, 255, 255)).convert("LAB").save(tmp_path / "lab.tif")
+    assert load_mask(tmp_path / "lab.tif").min() > 0.95  # white: repaint (Pillow has no LAB->L)
+    Image.new("CMYK", (4, 2), (0, 0, 0, 255)).save(tmp_path / "k.tif")
+    assert load_mask(tmp_path / "k.tif").max() == 0.0  # black ink: keep
 
 
 def test_16_bit_mask_is_scaled(tmp_path):

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QUndoStack
 
 from desktop_app.app.commands import ImageCommand, StateCommand
-from desktop_app.app.imaging import qimage_to_rgb, rgb_to_qimage
+from desktop_app.app.imaging import qimage_to_rgb, qimage_to_rgba, rgb_to_qimage
 from desktop_app.app.qt_compat import emit
 from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.document import brush
@@ -112,12 +112,25 @@ class DocumentActions(QObject):
             return False
         warnings: list[str] = []
         try:
-            fitted = self._fit(qimage_to_rgb(image), warnings)
+            fitted = self._fit(self._flat_rgb(image, warnings), warnings)
         except READ_ERRORS as exc:
             emit(self.error, f"Cannot paste: {exc}")
             return False
         self._place(fitted, "Paste image", warnings)
         return True
+
+    @staticmethod
+    def _flat_rgb(image: QImage, warnings: list[str]) -> np.ndarray:
+        """A pasted or dropped picture as RGB, transparent areas on white as when opening a
+        file (not the black that is usually stored under them)."""
+        if not image.hasAlphaChannel():
+            return qimage_to_rgb(image)
+        from desktop_app.document.image_io import flatten_onto_white
+
+        rgba = qimage_to_rgba(image)
+        if np.any(rgba[:, :, 3] < 255):
+            warnings.append("transparent areas were flattened onto white")
+        return flatten_onto_white(rgba)
 
     @staticmethod
     def _fit(image: np.ndarray, warnings: list[str]) -> np.ndarray:

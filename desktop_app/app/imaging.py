@@ -30,6 +30,15 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     return buf.reshape(h, img.bytesPerLine())[:, : 3 * w].reshape(h, w, 3).copy()
 
 
+def qimage_to_rgba(image: QImage) -> np.ndarray:
+    """H x W x 4 uint8 with straight alpha (Qt's RGB888 conversion drops the alpha and keeps
+    whatever colour is stored under transparent pixels, usually black)."""
+    img = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h = img.width(), img.height()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * h)
+    return buf.reshape(h, img.bytesPerLine())[:, : 4 * w].reshape(h, w, 4).copy()
+
+
 def qimage_to_gray(image: QImage) -> np.ndarray:
     img = image.convertToFormat(QImage.Format.Format_Grayscale8)
     w, h = img.width(), img.height()

@@ -12,7 +12,8 @@ import errno
 import os
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +41,53 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
         raise RequestError(f"{p}: file not found")
     if p.is_dir():
         raise RequestError(f"{p}: is a folder, not an image file")
+    if p.is_file() and p.stat().st_size == 0:
+        raise RequestError(f"{p}: the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():  # a big photo is no attack; past twice the limit, it errs
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(p)
-            img.load()  # decode now: a truncated file fails here, not later inside the engine
+            try:
+                img.load()  # decode now: a truncated file fails here, not later inside the engine
+            except BaseException:
+                img.close()  # or a multi-frame file's handle stays open with the exception
+                raise
     except UnidentifiedImageError:
         raise RequestError(f"{p}: not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
         raise RequestError(f"{p}: image is too large to open safely") from None
     except PermissionError:
         raise RequestError(f"{p}: permission denied") from None
+    except MemoryError:
+        raise RequestError(f"{p}: not enough memory to open the image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise RequestError(f"{p}: cannot read the image ({exc})") from None
     return img
 
 
+@contextmanager
+def _picture(path: str | os.PathLike[str], warn: Warn) -> Iterator[Image.Image]:
+    """The file's first frame, decoded and upright, for the body of a `with`; the file is closed
+    after it. A conversion Pillow cannot make in the body, or memory running out, becomes one
+    RequestError naming the file like any other read failure."""
+    p = Path(path)
+    try:
+        with _open(p) as img:
+            yield _orient(_first_frame(img, p, warn), p)
+    except RequestError:
+        raise
+    except MemoryError:
+        raise RequestError(f"{p}: not enough memory to open the image") from None
+    except (OSError, ValueError) as exc:
+        raise RequestError(f"{p}: cannot convert the image ({exc})") from None
+
+
 def _first_frame(img: Image.Image, p: Path, warn: Warn) -> Image.Image:
+    # A phone's JPEG is often an MPO: the photo, then a gain map, depth map or preview, which
+    # are parts of the one photo rather than pages to choose from.
     if getattr(img, "n_frames", 1) > 1:
-        _say(warn, f"{p}: has {img.n_frames} frames; using the first")
+        if img.format != "MPO":
+            _say(warn, f"{p}: has {img.n_frames} frames; using the first")
         img.seek(0)
     return img
 
@@ -93,14 +122,30 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in _ALPHA_MODES or keyed
 
 
+def flatten_onto_white(rgba: np.ndarray) -> np.ndarray:
+    """H x W x 4 uint8 with straight (not premultiplied) alpha composited over white, as an
+    H x W x 3 uint8 picture: what a viewer shows. Integer maths, exactly rounded, in a few bytes
+    a pixel (float maths needed some 50, which a large photo turned into gigabytes)."""
+    rgba = np.asarray(rgba, dtype=np.uint8)
+    alpha = rgba[:, :, 3:4]
+    out = rgba[:, :, :3] * alpha.astype(np.uint16)  # at most 255 * 255: fits in 16 bits
+    out += 255 * (255 - alpha.astype(np.uint16))  # colour * a + white * (1 - a), times 255
+    out += 127  # rounds to nearest: a multiple of 255 plus one half cannot occur
+    out //= 255
+    return out.astype(np.uint8)
+
+
 def load_image(path: str | os.PathLike[str], warn: Warn = None) -> np.ndarray:
     """Read any picture Pillow can decode as H x W x 3 uint8 RGB, upright per its EXIF.
 
     Transparent pixels are flattened onto white (what a viewer shows and what a user expects to
     be repainted around), with a warning, because diffusion models have no alpha channel.
     """
-    p = Path(path)
-    img = _orient(_first_frame(_open(p), p, warn), p)
+    with _picture(path, warn) as img:
+        return _rgb(img, Path(path), warn)
+
+
+def _rgb(img: Image.Image, p: Path, warn: Warn) -> np.ndarray:
     if img.mode in _WIDE_GRAY:
         _say(warn, f"{p}: 16-bit image reduced to 8 bits")
         g = _to_u8(_wide_gray_to_unit(img))
@@ -109,20 +154,20 @@ def load_image(path: str | os.PathLike[str], warn: Warn = None) -> np.ndarray:
         g = _to_u8(_float_to_unit(img))
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
     if _has_alpha(img):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[:, :, 3:4] / 255.0
-        if np.any(alpha < 1.0):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+        if np.any(rgba[:, :, 3] < 255):
             _say(warn, f"{p}: transparent areas were flattened onto white")
-        rgb = rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.round(rgb).astype(np.uint8)
+        return flatten_onto_white(rgba)
     # CMYK, YCbCr, LAB, HSV, 1, L, P: Pillow's conversions are the expected ones.
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
 def _alpha_only(rgba: np.ndarray) -> bool:
-    """True when the colour carries no information: a single flat colour with varying alpha."""
+    """True when the colour carries no information and the alpha does: a single flat colour
+    that is not opaque everywhere. (Opaque all over, e.g. an all-black "nothing to repaint" mask
+    saved with an alpha channel, it is the colour that counts.)"""
     rgb = rgba[:, :, :3]
-    return bool(np.all(rgb == rgb[0, 0]))
+    return bool(np.all(rgb == rgb[0, 0]) and np.any(rgba[:, :, 3] < 1.0))
 
 
 def _mask_values(img: Image.Image) -> np.ndarray:
@@ -138,6 +183,8 @@ def _mask_values(img: Image.Image) -> np.ndarray:
         # Colour and alpha both vary: transparent counts as "keep", so lum is taken over black.
         lum = rgba[:, :, :3] @ np.array([0.299, 0.587, 0.114])
         return lum * rgba[:, :, 3]
+    if img.mode not in ("1", "L", "P", "RGB"):
+        img = img.convert("RGB")  # Pillow has no direct route to L from some modes (LAB)
     return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
@@ -157,8 +204,8 @@ def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None,
     another size is resized bilinearly to it, with a warning.
     """
     p = Path(path)
-    img = _orient(_first_frame(_open(p), p, warn), p)
-    mask = np.asarray(_mask_values(img), dtype=np.float32)
+    with _picture(p, warn) as img:
+        mask = np.asarray(_mask_values(img), dtype=np.float32)
     if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
         _say(warn, f"{p}: mask is {mask.shape[1]}x{mask.shape[0]}, "
                    f"resized to {size[0]}x{size[1]}")
