@@ -4,6 +4,7 @@ blocks are live."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -75,3 +76,36 @@ def test_grow_refuses_anything_but_added_blocks():
         training_unet.grow(training_unet.make_unet("attn32"), small)
     with pytest.raises(ValueError, match="cannot grow"):
         training_unet.grow(training_unet.make_unet("deep32"), small)
+
+
+def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monkeypatch):
+    # The pipeline's growth phase: the base run's checkpoint is in the cache, and training goes
+    # on with --arch deep32 from its EMA weights (the weights that would ship), not from scratch.
+    from desktop_app.training import common, data
+
+    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(common, "MODEL_DIR", tmp_path / "model")
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "cache" / "data")
+    data.DATA_DIR.mkdir(parents=True)
+    n = 4
+    g = torch.Generator().manual_seed(0)
+    torch.save({"emb": torch.randn(n, 2, 64, 384, generator=g).half()}, data.DATA_DIR / "text_000.pt")
+    torch.save({"lat": torch.randn(n, 4, 32, 32, generator=g).half(),
+                "mlat": torch.randn(n, 4, 32, 32, generator=g).half(),
+                "mask_bits": torch.zeros(n, 256, 32, dtype=torch.uint8)}, data.DATA_DIR / "lat_000.pt")
+    torch.save(torch.zeros(64, 384).half(), data.DATA_DIR / "empty.pt")
+    torch.save(torch.zeros(4, 32, 32).half(), data.DATA_DIR / "masked_full.pt")
+    small, _ = _pair(3)
+    raw = {k: v + 1.0 for k, v in small.state_dict().items()}  # training weights, unlike the EMA
+    torch.save({"model": raw, "ema": small.state_dict(), "opt": {}, "step": 100, "arch": "base"},
+               common.CACHE_DIR / "unet.pt")
+    training_unet.main(["--arch", "deep32", "--steps", "101", "--batch", "2", "--eval-n", "0",
+                        "--lr", "1e-6"])
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st["arch"], st["step"], st["fresh_from"]) == ("deep32", 101, 100)
+    grown = training_unet.make_unet("deep32")
+    grown.load_state_dict(st["model"])
+    # One tiny step from the grown EMA weights: the old up resnet 1 sits at index 4 now.
+    moved = grown.up_blocks[2].resnets[4].conv1.weight - small.up_blocks[2].resnets[1].conv1.weight
+    assert moved.abs().max() < 1e-3
+    assert json.loads((common.MODEL_DIR / "training_state.json").read_text())["step"] == 101

@@ -303,15 +303,27 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = common.CACHE_DIR / "unet.pt"
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=True)
-        if st.get("arch", "base") != args.arch:
-            raise SystemExit(f"{ckpt} holds a {st.get('arch', 'base')!r} UNet; pass --arch "
-                             f"{st.get('arch', 'base')} or move the checkpoint away")
-        unet.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        step = st["step"]
-        fresh_from = st.get("fresh_from", 0)
-        common.log(f"resumed UNet from step {step}", logf)
+        held = st.get("arch", "base")
+        if held == args.arch:
+            unet.load_state_dict(st["model"])
+            ema.load_state_dict(st["ema"])
+            opt.load_state_dict(st["opt"])
+            step = st["step"]
+            fresh_from = st.get("fresh_from", 0)
+            common.log(f"resumed UNet from step {step}", logf)
+        elif held == "base":
+            # The pipeline's growth phase: the base run's EMA weights (what would ship) grown into
+            # the bigger network, with a fresh optimizer.
+            small = make_unet("base")
+            small.load_state_dict(st["ema"])
+            new = grow(small, unet)
+            ema.load_state_dict(unet.state_dict())
+            step = fresh_from = st["step"]
+            common.log(f"grew the step-{step} base checkpoint into {args.arch!r}: {len(new)} new "
+                       "tensors, same function at the start", logf)
+        else:
+            raise SystemExit(f"{ckpt} holds a {held!r} UNet; pass --arch {held} or move the "
+                             "checkpoint away")
     elif (common.MODEL_DIR / "unet" / "diffusion_pytorch_model.safetensors").exists():
         from diffusers import UNet2DConditionModel
 
