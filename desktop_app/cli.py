@@ -226,9 +226,11 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.model is not None:
         if not args.model.strip():  # Path("") is the current folder: not what anyone means
             raise RequestError("--model: empty path (leave --model out for the built-in model)")
-        model = Path(args.model)  # pickles and broken files are refused by the engine's loader
+        # Pickles and broken files are refused by the engine's loader, which expands ~ too.
+        model = Path(args.model).expanduser()
         if not model.exists():
-            raise RequestError(f"--model {model}: not found")
+            why = "a broken or looping symbolic link" if model.is_symlink() else "not found"
+            raise RequestError(f"--model {args.model}: {why}")
     if args.previews is not None:
         if args.previews.exists() and not args.previews.is_dir():
             raise RequestError(f"--previews {args.previews}: exists and is not a folder")

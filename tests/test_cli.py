@@ -205,6 +205,7 @@ BAD_INPUTS = [
     (["--model", "{tmp}/no_such_model"], "no_such_model"),
     (["--model", ""], "--model: empty path"),  # used to try the current folder as a model
     (["--model", "{tmp}/model.ckpt"], "model.ckpt"),
+    (["--model", "{tmp}/loop"], "loop: a broken or looping symbolic link"),  # was "not found"
     (["--regions", "{tmp}/no_layout.json"], "no_layout.json"),
     (["--regions", "{tmp}/bad_layout.json"], "bad_layout.json"),
     (["--sampler", "lcm"], "LCM"),
@@ -221,6 +222,7 @@ def bad_files(tmp_path):
     Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "mask.png")
     (tmp_path / "model.ckpt").write_bytes(b"\x80\x04 a pickle")
     (tmp_path / "bad_layout.json").write_text("{not json")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     return tmp_path
 
 
@@ -317,6 +319,17 @@ def test_an_out_file_made_while_the_job_ran_is_not_clobbered(tiny_sd, tmp_path, 
     assert "was created while the job ran" in _assert_one_line_error(err)
     assert out.read_bytes() == b"the other run's picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_a_model_path_with_a_tilde_is_expanded_as_the_engine_does(tiny_sd, tmp_path, capsys,
+                                                                  monkeypatch):
+    # The shell leaves --model=~/... alone; the check used to call it "not found".
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "my model").symlink_to(tiny_sd)
+    code, _, err = _run(capsys, "--prompt", "p", "--steps", "1", "--model=~/my model",
+                        "--quiet", "--out", str(tmp_path / "o.png"))
+    assert code == 0, err
+    assert (tmp_path / "o.png").is_file()
 
 
 def test_engine_failure_on_a_broken_model_is_one_line(tmp_path, capsys):

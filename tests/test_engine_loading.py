@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,66 @@ def test_a_broken_defaults_file_names_it_and_keeps_the_loaded_model(engine, sd_c
     with pytest.raises(EngineError, match="generation_defaults.json: " + why):
         engine.load(sd_copy)
     assert engine.model_info.path == str(tiny_builtin)
+
+
+def test_a_folder_whose_vae_alone_ships_fp16_variant_weights_loads(engine, sd_copy):
+    # The variant was read from unet/ only: a plain UNet with an fp16-only VAE did not load.
+    weights = next((sd_copy / "vae").glob("*.safetensors"))
+    weights.rename(weights.with_name(weights.stem + ".fp16.safetensors"))
+    assert engine.load(sd_copy).family == "sd1"
+
+
+def test_a_part_of_a_model_folder_names_the_folder_to_choose(engine, sd_copy, tmp_path):
+    with pytest.raises(EngineError, match=rf"it is the 'unet' part of the model folder {sd_copy}"):
+        engine.load(sd_copy / "unet")
+    with pytest.raises(EngineError, match=rf"one weights file of the diffusers model folder "
+                                          rf"{sd_copy}: choose that folder"):
+        engine.load(next((sd_copy / "unet").glob("*.safetensors")))
+    with pytest.raises(EngineError, match=rf"it holds model folders: choose one of {sd_copy}"):
+        engine.load(tmp_path)  # the folder the model folder is in
+
+
+def test_a_single_file_beside_model_index_is_a_checkpoint(sd_copy, tiny_sd_single_file):
+    from desktop_app.engine.loading import check_model
+
+    # Hub repos (SD 1.5, SDXL) ship whole single-file checkpoints at the model folder's top.
+    check_model(Path(shutil.copy(tiny_sd_single_file, sd_copy / "v1-5.safetensors")))
+
+
+def test_a_folder_of_hugging_face_cache_snapshots_names_them(engine, tmp_path):
+    snapshot = tmp_path / "models--org--name" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    with pytest.raises(EngineError, match=rf"choose one of {snapshot}"):
+        engine.load(tmp_path / "models--org--name")
+
+
+@pytest.mark.parametrize("channels", [5, 8])
+def test_a_unet_with_extra_image_inputs_is_refused_before_loading(engine, sd_copy, channels):
+    # instruct-pix2pix (8) and depth (5) UNets loaded, then failed mid-job with a RuntimeError.
+    import json
+
+    config = json.loads((sd_copy / "unet" / "config.json").read_text())
+    (sd_copy / "unet" / "config.json").write_text(json.dumps(dict(config, in_channels=channels)))
+    with pytest.raises(EngineError, match=rf"unet/config.json: a UNet with {channels} input "
+                                          "channels"):
+        engine.load(sd_copy)
+
+
+def test_a_symlink_loop_is_named(engine, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(EngineError, match="a: a symbolic link that loops back on itself"):
+        engine.load(tmp_path / "a")  # was an unexpected RuntimeError
+
+
+@pytest.mark.parametrize("sample_size, size", [(33, 64), ([32, 48], 96)])
+def test_the_default_size_is_a_multiple_of_8(engine, sd_copy, sample_size, size):
+    # 33 x VAE factor 2 gave 66, which every default-size request then refused; a [h, w] sample
+    # size was a TypeError.
+    import json
+
+    config = json.loads((sd_copy / "unet" / "config.json").read_text())
+    (sd_copy / "unet" / "config.json").write_text(
+        json.dumps(dict(config, sample_size=sample_size)))
+    assert engine.load(sd_copy).default_size == size

@@ -33,6 +33,9 @@ def test_single_file_gives_the_same_model_as_the_folder(request, folder_fixture,
     assert np.array_equal(from_file, _txt2img(from_folder))
 
 
+VAE_KEY = "first_stage_model.decoder.conv_out.weight"
+
+
 def _fake_header(path, tensors):
     import torch
     from safetensors.torch import save_file
@@ -48,8 +51,8 @@ def _fake_header(path, tensors):
     ("conditioner.embedders.1.model.x", 9, "sdxl_inpaint"),
 ])
 def test_variant_is_read_from_the_tensor_names(tmp_path, text_key, channels, variant):
-    path = _fake_header(tmp_path / "m.safetensors",
-                        {single_file.UNET_IN: (8, channels, 1, 1), text_key: (1,)})
+    path = _fake_header(tmp_path / "m.safetensors", {single_file.UNET_IN: (8, channels, 1, 1),
+                                                     text_key: (1,), VAE_KEY: (1,)})
     assert single_file.detect_variant(path) == variant
 
 
@@ -58,14 +61,84 @@ def test_unsupported_single_files_are_named(tmp_path):
                        {single_file.UNET_IN: (8, 4, 1, 1), "cond_stage_model.model.x": (1,)})
     with pytest.raises(EngineError, match="sd2.safetensors: an SD 2.x single file"):
         single_file.detect_variant(sd2)
-    lora = _fake_header(tmp_path / "lora.safetensors", {"lora_unet_down.weight": (2, 2)})
-    with pytest.raises(EngineError, match="lora.safetensors: no Stable Diffusion UNet"):
-        single_file.detect_variant(lora)
+    odd = _fake_header(tmp_path / "odd.safetensors", {"weight": (2, 2)})
+    with pytest.raises(EngineError, match="odd.safetensors: no Stable Diffusion UNet"):
+        single_file.detect_variant(odd)
     # A tensor of that name but not 4-D used to end as "unexpected IndexError".
     flat = _fake_header(tmp_path / "flat.safetensors",
                         {single_file.UNET_IN: (320,), "cond_stage_model.transformer.x": (1,)})
     with pytest.raises(EngineError, match=r"flat.safetensors: .* has shape \[320\], not a UNet"):
         single_file.detect_variant(flat)
+
+
+UNET = {single_file.UNET_IN: (8, 4, 1, 1)}
+SDXL_UNET = {**UNET, "model.diffusion_model.label_emb.0.0.weight": (1,)}
+SD_TEXT = {"cond_stage_model.transformer.text_model.x": (1,)}
+
+
+# Each used to say "no Stable Diffusion UNet inside" or "unrecognised checkpoint layout", or (no
+# VAE) fail inside diffusers with a multi-line message.
+@pytest.mark.parametrize(("tensors", "says"), [
+    ({"lora_unet_down_blocks_0.lora_down.weight": (4, 32), "lora_te_x.alpha": (1,)}, "a LoRA"),
+    ({"unet.down_blocks.0.attn.to_q.lora_A.weight": (4, 32)}, "a LoRA"),
+    ({"encoder.conv_in.weight": (1,), "decoder.conv_out.weight": (1,)}, "a VAE on its own"),
+    ({"text_model.embeddings.token_embedding.weight": (1,)}, "a text encoder on its own"),
+    ({"emb_params": (2, 768)}, "a textual-inversion embedding"),
+    ({"conv_in.weight": (1,), "down_blocks.0.resnets.0.conv1.weight": (1,)},
+     "a UNet in diffusers layout on its own"),
+    ({**SDXL_UNET, VAE_KEY: (1,), "conditioner.embedders.0.transformer.x": (1,)},
+     "an SDXL checkpoint without its second text encoder"),
+    ({**SDXL_UNET, VAE_KEY: (1,), "conditioner.embedders.0.model.x": (1,)},
+     "an SDXL refiner checkpoint"),
+    (SDXL_UNET, "an SDXL UNet without its text encoder or VAE"),
+    ({**UNET, VAE_KEY: (1,)}, "a UNet without its text encoder;"),
+    ({**UNET, **SD_TEXT}, "no VAE inside"),
+    ({**UNET, **SD_TEXT, VAE_KEY: (1,), "edm_mean": (4,)}, "an EDM-trained checkpoint"),
+])
+def test_a_file_that_is_not_a_whole_model_says_what_it_is(tmp_path, tensors, says):
+    path = _fake_header(tmp_path / "file.safetensors", tensors)
+    with pytest.raises(EngineError, match="file.safetensors: " + says):
+        single_file.detect_variant(path)
+
+
+def _with_tensors(source, out, **extra):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    save_file(dict(load_file(str(source)), **{k: torch.tensor(v) for k, v in extra.items()}),
+              str(out))
+    return out
+
+
+def test_v_prediction_markers_set_the_schedulers_prediction_type(tiny_sd, tiny_sd_single_file,
+                                                                  tmp_path):
+    # A v-prediction checkpoint (marked with a "v_pred" tensor, plus "ztsnr" for zero terminal
+    # SNR) used to load as epsilon-prediction and silently draw noise.
+    from desktop_app.engine import Engine, samplers
+
+    path = _with_tensors(tiny_sd_single_file, tmp_path / "vpred.safetensors", v_pred=[],
+                         ztsnr=[])
+    engine = Engine(device="cpu")
+    engine.single_file_config = tiny_sd
+    engine.load(path)
+    pipe = engine._model.pipe
+    for name in ("euler", "dpmpp_2m"):
+        config = samplers.make_scheduler(name, dict(pipe.scheduler.config), pipe.unet.config).config
+        assert config.prediction_type == "v_prediction" and config.rescale_betas_zero_snr
+        assert config.timestep_spacing == "trailing"
+    assert _txt2img(engine).shape == (64, 64, 3)
+
+
+def test_a_single_file_with_an_upper_case_suffix_loads(tiny_sd, tiny_sd_single_file, tmp_path):
+    # diffusers reads any name not ending in ".safetensors" with torch.load: it failed.
+    import shutil
+
+    from desktop_app.engine import Engine
+
+    path = shutil.copy(tiny_sd_single_file, tmp_path / "Model.SafeTensors")
+    engine = Engine(device="cpu")
+    engine.single_file_config = tiny_sd
+    assert engine.load(path).family == "sd1"
 
 
 def test_shipped_clip_tokenizer_matches_openai_clip_ids(tmp_path):

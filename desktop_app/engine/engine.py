@@ -62,15 +62,16 @@ class Engine:
             raise EngineError(
                 f"the built-in model is not installed at {target}; set DC_MODEL or choose a "
                 "model folder / .safetensors file")
-        if self._model is not None and self._model.path == target.resolve():
+        resolved = loading.resolve(target)
+        if self._model is not None and self._model.path == resolved:
             return self._info
-        loading.check_model(target.resolve())
-        folder = target.resolve() if target.resolve().is_dir() else None
+        loading.check_model(resolved)
+        folder = resolved if resolved.is_dir() else None
         # A broken defaults file keeps the loaded model.
         default_cfg, default_strength = loading.recommended_defaults(folder)
         vocabulary = loading.model_vocabulary(folder)
         self._unload()  # before loading: two models at once may not fit in memory
-        model = loading.load_model(target.resolve(), self.device, self.dtype,
+        model = loading.load_model(resolved, self.device, self.dtype,
                                    self.single_file_config)
         projector = self._make_projector(model)
         self._model, self._projector = model, projector
@@ -80,7 +81,7 @@ class Engine:
             name=target.name, path=str(target), family=model.family, device=self.device.type,
             dtype=str(self.dtype).removeprefix("torch."),
             inpaint_channels=9 if unet_cfg.in_channels == 9 else 4,
-            default_size=int(unet_cfg.sample_size) * model.pipe.vae_scale_factor,
+            default_size=_trained_size(unet_cfg.sample_size, model.pipe.vae_scale_factor),
             samplers=samplers.available(dict(model.pipe.scheduler.config), unet_cfg),
             preview=self._projector.kind, default_cfg=default_cfg,
             default_region_strength=default_strength, vocabulary=vocabulary,
@@ -244,6 +245,13 @@ class Engine:
                 vae.to(torch.float16)
         image = ((image[0].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+
+
+def _trained_size(sample_size, vae_factor: int) -> int:
+    """The side the UNet was trained at, in pixels, as the multiple of 8 a request needs: configs
+    may give [height, width], and a latent side times a VAE factor below 8 may not be one."""
+    side = max(sample_size) if isinstance(sample_size, (list, tuple)) else sample_size
+    return max(8, round(int(side) * vae_factor / 8) * 8)
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -124,7 +124,8 @@ def check_folder(folder: Path) -> dict:
     """Validate a diffusers folder; returns its model_index.json."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
-        raise EngineError(f"{folder}: not a diffusers model folder (no model_index.json)")
+        raise EngineError(f"{folder}: not a diffusers model folder (no model_index.json)"
+                          + _where_the_model_is(folder))
     index = _read_json(index_path)
     if not isinstance(index.get("_class_name"), str):
         raise EngineError(f"{index_path}: no \"_class_name\": not a diffusers pipeline index")
@@ -139,14 +140,46 @@ def check_folder(folder: Path) -> dict:
         if not sub.is_dir():
             raise EngineError(f"{sub}: component folder missing (model_index.json lists {name})")
         if name in WEIGHT_COMPONENTS:
-            _check_weights(sub)
+            config = _check_weights(sub)
+            channels = config.get("in_channels", 4)
+            if name == "unet" and channels not in (4, 9):
+                # e.g. instruct-pix2pix (8), depth-to-image (5), the x4 upscaler (7): they need
+                # an extra image input; run as text-to-image they failed mid-job.
+                raise EngineError(f"{sub / 'config.json'}: a UNet with {channels} input channels "
+                                  "(instruct-pix2pix, depth or upscaler?); only 4 (text-to-image) "
+                                  "and 9 (inpainting) are supported")
         elif name == "scheduler":
             _read_json(sub / "scheduler_config.json")
     return index
 
 
-def _check_weights(sub: Path) -> None:
-    _read_json(sub / "config.json")
+def _where_the_model_is(folder: Path) -> str:
+    """A hint for a folder next to the model folder: one of its components, or a folder (or a
+    Hugging Face cache entry) holding model folders."""
+    if (folder.parent / "model_index.json").is_file():
+        return f"; it is the {folder.name!r} part of the model folder {folder.parent}: choose that"
+    try:
+        inside = sorted(p.parent for pattern in ("*/model_index.json", "snapshots/*/model_index.json")
+                        for p in folder.glob(pattern))
+    except OSError:
+        return ""
+    if not inside:
+        return ""
+    more = f" (and {len(inside) - 3} more)" if len(inside) > 3 else ""
+    return f"; it holds model folders: choose one of {', '.join(map(str, inside[:3]))}{more}"
+
+
+def model_folder_around(path: Path) -> Path | None:
+    """The diffusers folder a component's weights file is in (folder/unet/x.safetensors), if any.
+    A file beside model_index.json is not one: hub repos ship whole single-file checkpoints there."""
+    folder = path.parent.parent
+    if (folder / "model_index.json").is_file() and not (path.parent / "model_index.json").is_file():
+        return folder
+    return None
+
+
+def _check_weights(sub: Path) -> dict:
+    config = _read_json(sub / "config.json")
     weights = sorted(sub.glob("*.safetensors"))
     if not weights:
         pickles = [p for p in sorted(sub.iterdir()) if p.suffix in PICKLE_SUFFIXES]
@@ -155,6 +188,17 @@ def _check_weights(sub: Path) -> None:
         raise EngineError(f"{sub}: no .safetensors weights found")
     for w in weights:
         check_safetensors(w)
+    return config
+
+
+def resolve(path: Path) -> Path:
+    """The absolute path with symbolic links followed; a link loop is named, not a traceback."""
+    try:
+        return path.resolve()
+    except RuntimeError as e:  # Python < 3.13 on a loop
+        raise EngineError(f"{path}: a symbolic link that loops back on itself") from e
+    except OSError as e:
+        raise EngineError(f"{path}: cannot follow this path ({e.strerror or e})") from e
 
 
 def check_model(path: Path) -> None:
@@ -172,6 +216,9 @@ def check_model(path: Path) -> None:
                           ".safetensors file")
     from desktop_app.engine.single_file import detect_variant
 
+    if (folder := model_folder_around(path)) is not None:
+        raise EngineError(f"{path}: one weights file of the diffusers model folder {folder}: "
+                          "choose that folder")
     check_safetensors(path)
     detect_variant(path)
 
@@ -263,12 +310,14 @@ def _load_folder(folder: Path, dtype: torch.dtype):
 
 
 def _weights_variant(folder: Path) -> str | None:
-    """"fp16" when the UNet only ships variant weights (unet/*.fp16.safetensors), as many hub
-    downloads do; diffusers looks for the plain names unless told."""
-    names = [p.name for p in (folder / "unet").glob("*.safetensors")]
-    suffixes = {n.split(".")[-2] for n in names if n.count(".") >= 2}
-    if names and len(suffixes) == 1 and all(n.count(".") >= 2 for n in names):
-        return suffixes.pop()
+    """"fp16" when a component only ships variant weights (unet/*.fp16.safetensors), as many hub
+    downloads do; diffusers looks for the plain names unless told, and falls back to them for
+    components that have no variant files."""
+    for name in WEIGHT_COMPONENTS:
+        names = [p.name for p in (folder / name).glob("*.safetensors")]
+        suffixes = {n.split(".")[-2] for n in names if n.count(".") >= 2}
+        if names and len(suffixes) == 1 and all(n.count(".") >= 2 for n in names):
+            return suffixes.pop()
     return None
 
 

@@ -31,6 +31,9 @@ def detect_variant(path: Path) -> str:
 
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
+        if UNET_IN not in keys and (what := _what_else(keys)):
+            raise EngineError(f"{path}: {what}, not a whole Stable Diffusion model; choose an "
+                              "SD 1.x or SDXL checkpoint or a diffusers folder")
         if UNET_IN not in keys:
             raise EngineError(f"{path}: no Stable Diffusion UNet inside (no {UNET_IN}); "
                               "only SD 1.x and SDXL single files are supported")
@@ -39,20 +42,79 @@ def detect_variant(path: Path) -> str:
             raise EngineError(f"{path}: {UNET_IN} has shape {shape}, not a UNet's first "
                               "convolution; the file is damaged or not a Stable Diffusion model")
         in_channels = shape[1]
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    sdxl_unet = "model.diffusion_model.label_emb.0.0.weight" in keys
+    if has("conditioner.embedders.1."):
         base = "sdxl"
-    elif any(k.startswith("cond_stage_model.transformer.") for k in keys):
+    elif has("cond_stage_model.transformer."):
         base = "sd15"
-    elif any(k.startswith("cond_stage_model.model.") for k in keys):
+    elif has("cond_stage_model.model."):
         raise EngineError(f"{path}: an SD 2.x single file; convert it to a diffusers folder "
                           "(diffusers' convert_original_stable_diffusion_to_diffusers.py) and "
                           "load the folder")
+    elif sdxl_unet and has("conditioner.embedders.0.model."):
+        raise EngineError(f"{path}: an SDXL refiner checkpoint (one OpenCLIP text encoder); it "
+                          "only refines SDXL images and is not supported")
+    elif sdxl_unet and has("conditioner.embedders.0."):
+        raise EngineError(f"{path}: an SDXL checkpoint without its second text encoder (no "
+                          "conditioner.embedders.1.* tensors); SDXL needs both")
+    elif not has("conditioner.") and not has("cond_stage_model."):
+        raise EngineError(f"{path}: a{'n SDXL' if sdxl_unet else ''} UNet without its text "
+                          f"encoder{'' if has('first_stage_model.') else ' or VAE'}; load a full "
+                          "checkpoint or a diffusers folder")
     else:
         raise EngineError(f"{path}: unrecognised checkpoint layout (no SD 1.x or SDXL text "
                           "encoder inside)")
+    if not has("first_stage_model."):
+        raise EngineError(f"{path}: no VAE inside (no first_stage_model.* tensors); load a "
+                          "checkpoint with its VAE included, or a diffusers folder")
     if in_channels not in (4, 9):
         raise EngineError(f"{path}: UNet with {in_channels} input channels is not supported")
+    if keys & {"edm_mean", "edm_vpred.sigma_max"}:
+        raise EngineError(f"{path}: an EDM-trained checkpoint (e.g. Playground v2.5); its noise "
+                          "schedule is not supported")
     return base + ("_inpaint" if in_channels == 9 else "")
+
+
+def _what_else(keys: set[str]) -> str | None:
+    """What a .safetensors without a Stable Diffusion UNet probably is, from its tensor names."""
+    if any(m in k for k in keys for m in ("lora_", ".lora.", "hada_w", "lokr_w")):
+        return "a LoRA"
+    if keys and all(k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv",
+                                  "first_stage_model.")) for k in keys):
+        return "a VAE on its own"
+    if keys and all(k.startswith(("text_model.", "cond_stage_model.", "conditioner.", "transformer.",
+                                  "text_projection", "logit_scale", "token_embedding",
+                                  "positional_embedding", "ln_final")) for k in keys):
+        return "a text encoder on its own"
+    if keys & {"emb_params", "clip_l", "clip_g"} or any(k.startswith("string_to_param")
+                                                        for k in keys):
+        return "a textual-inversion embedding"
+    if any(k.startswith(("control_model.", "controlnet_")) or "input_hint_block" in k
+           for k in keys):
+        return "a ControlNet"
+    if "conv_in.weight" in keys and any(k.startswith("down_blocks.") for k in keys):
+        return "a UNet in diffusers layout on its own"
+    return None
+
+
+def sampling_overrides(path: Path) -> dict:
+    """Scheduler settings a checkpoint announces with marker tensors, as ComfyUI reads them:
+    "v_pred" (v-prediction) and "ztsnr" (zero terminal SNR). Without them a v-prediction model
+    would silently draw noise-like images."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+    out: dict = {}
+    if "v_pred" in keys:
+        out["prediction_type"] = "v_prediction"
+    if "ztsnr" in keys:
+        out.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return out
 
 
 def _byte_alphabet() -> list[str]:
@@ -102,9 +164,19 @@ def load_single_file(path: Path, dtype, config: Path | None = None):
         folder = config if config is not None else config_folder(variant, Path(tmp) / variant)
         extra = {} if variant.startswith("sdxl") else dict(safety_checker=None,
                                                            requires_safety_checker=False)
+        source = path
+        if path.suffix != ".safetensors":  # e.g. .SafeTensors: diffusers would torch.load it
+            source = Path(tmp) / "model.safetensors"
+            try:
+                source.symlink_to(path)
+            except OSError as e:
+                raise EngineError(f"{path}: rename it to end in .safetensors (lower case)") from e
         try:
-            return cls.from_single_file(str(path), config=str(folder), local_files_only=True,
+            pipe = cls.from_single_file(str(source), config=str(folder), local_files_only=True,
                                         torch_dtype=dtype, **extra)
         except Exception as e:  # diffusers raises many types; report the file
             raise EngineError(f"{path}: could not load the {variant} checkpoint "
                               f"({type(e).__name__}: {e})") from e
+    if overrides := sampling_overrides(path):
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)
+    return pipe
