@@ -13,7 +13,10 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
 3. caption embeddings (16 chunks of 1000 scenes, 2 captions each), latents (image + masked image)
    and foreground maps
 4. UNet (v-prediction, v-MSE with shape pixels weighted 1 + UNET_FG_WEIGHT, AdamW 1e-3 decaying
-   to 1e-4 over the last fifth, EMA), exported to models/builtin/unet every 1000 steps
+   to 1e-4 over the last fifth, EMA) to --unet-steps, exported to models/builtin/unet every 1000
+   steps; then grown into --arch deep32 (three more resnets each way at 32x32, starting as the
+   identity) and trained GROW_STEPS more (new blocks at 1e-3, the rest at a quarter of it, cosine
+   to 5e-5 over the last 60%)
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -35,6 +40,8 @@ VAE_EDGE_STEPS = 5000
 DATA_CHUNKS = 16
 UNET_FG_WEIGHT = 4.0
 UNET_DECAY_FROM = 0.8
+# The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000.
+GROW_STEPS = 3000
 
 
 def _vae_step() -> int:
@@ -48,7 +55,8 @@ def _vae_step() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--unet-steps", type=int, default=40000)
+    ap.add_argument("--unet-steps", type=int, default=18000,
+                    help="steps of the base UNet before it is grown")
     args = ap.parse_args(argv)
     # Each VAE phase exports when it ends, so a run interrupted between phases is recognised by its
     # checkpoint, not by the exported folder; with no checkpoint the shipped VAE is kept.
@@ -79,8 +87,31 @@ def main(argv: list[str] | None = None) -> None:
     if not (common.MODEL_DIR / "latent_rgb.json").exists():
         print(json.dumps(export.fit_latent_rgb()))
     # Constant 1e-3, then a half cosine to 1e-4 over the last fifth of the run.
-    unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
-               "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
+    # A run that already grew resumes in the growth phase; the base phase would refuse its
+    # checkpoint.
+    if _unet_arch() == "base":
+        unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
+                   "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
+    end = args.unet_steps + GROW_STEPS
+    unet.main(["--arch", "deep32", "--steps", str(end), "--lr", "1e-3", "--old-lr-scale", "0.25",
+               "--decay-from", str(end - int(GROW_STEPS * 0.6)), "--min-lr", "5e-5",
+               "--fg-weight", str(UNET_FG_WEIGHT)])
+
+
+def _unet_arch() -> str:
+    """The architecture training would resume: the checkpoint's, else the shipped UNet's (a
+    warm start), else base (from scratch)."""
+    import torch
+
+    path = common.CACHE_DIR / "unet.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True).get("arch", "base")
+    shipped = common.MODEL_DIR / "unet" / "config.json"
+    if not shipped.exists():
+        return "base"
+    layers = json.loads(shipped.read_text())["layers_per_block"]
+    # deep32 is the only architecture with more than one resnet per level.
+    return "deep32" if max(np.atleast_1d(layers)) > 1 else "base"
 
 
 if __name__ == "__main__":
