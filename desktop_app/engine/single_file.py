@@ -31,10 +31,10 @@ def detect_variant(path: Path) -> str:
 
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
-        if UNET_IN not in keys and (what := _what_else(keys)):
-            raise EngineError(f"{path}: {what}, not a whole Stable Diffusion model; choose an "
-                              "SD 1.x or SDXL checkpoint or a diffusers folder")
         if UNET_IN not in keys:
+            if what := _what_else(keys):
+                raise EngineError(f"{path}: {what}, not a whole Stable Diffusion model; choose "
+                                  "an SD 1.x or SDXL checkpoint or a diffusers folder")
             raise EngineError(f"{path}: no Stable Diffusion UNet inside (no {UNET_IN}); "
                               "only SD 1.x and SDXL single files are supported")
         shape = f.get_slice(UNET_IN).get_shape()

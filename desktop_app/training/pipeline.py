@@ -27,8 +27,6 @@ import argparse
 import json
 import os
 
-import numpy as np
-
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from desktop_app.training import common, data, export, unet, vae  # noqa: E402
@@ -86,9 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     data.main(["fg", "--chunks", str(DATA_CHUNKS)])
     if not (common.MODEL_DIR / "latent_rgb.json").exists():
         print(json.dumps(export.fit_latent_rgb()))
-    # Constant 1e-3, then a half cosine to 1e-4 over the last fifth of the run.
-    # A run that already grew resumes in the growth phase; the base phase would refuse its
-    # checkpoint.
+    # Base: constant 1e-3, then a half cosine to 1e-4 over the last fifth. A run that already grew
+    # resumes in the growth phase.
     if _unet_arch() == "base":
         unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
                    "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
@@ -109,9 +106,8 @@ def _unet_arch() -> str:
     shipped = common.MODEL_DIR / "unet" / "config.json"
     if not shipped.exists():
         return "base"
-    layers = json.loads(shipped.read_text())["layers_per_block"]
     # deep32 is the only architecture with more than one resnet per level.
-    return "deep32" if max(np.atleast_1d(layers)) > 1 else "base"
+    return "deep32" if max(unet._layers(json.loads(shipped.read_text()))) > 1 else "base"
 
 
 if __name__ == "__main__":

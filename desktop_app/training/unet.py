@@ -267,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                          "each way at the 32x32 level; a warm start from shipped base weights "
                          "grows them (grow()) so training starts from the same function")
     ap.add_argument("--old-lr-scale", type=float, default=1.0,
-                    help="with --arch attn32: learning rate of the weights the base network also "
-                         "has, relative to --lr (the new attention blocks get --lr)")
+                    help="with a grown --arch: learning rate of the weights the base network "
+                         "also has, relative to --lr (the new blocks get --lr)")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
