@@ -235,6 +235,83 @@ def test_inpaint_with_regions_then_restore_brings_everything_back(qtbot, make_wi
     assert np.array_equal(again.args[0].image, item.image)  # same seed and inputs
 
 
+def test_restoring_a_job_from_its_png_brings_back_canvas_and_parameters(qtbot, make_window):
+    window = make_window()
+    doc = window.doc
+    doc.set_image(np.full((64, 64, 3), 80, np.uint8))
+    window.tool.set_shape("rect")
+    window.tool.press(4, 4)
+    window.tool.release(30, 50)
+    window.regions.add("ball")
+    window.tool.press(30, 10)
+    window.tool.release(60, 40)
+    window.panel.prompt.setPlainText("a red ball on grass")
+    window.panel.negative.setPlainText("blurry")
+    window.panel.steps.setValue(13)
+    saves = SaveLog(window)
+    with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+        window.generation.generate()
+    item = added.args[0]
+    request = item.result.request
+    qtbot.waitUntil(lambda: bool(saves.seen), timeout=5000)
+    # Another canvas and other settings, as in a later session.
+    window.actions_.new_canvas(48, 48)
+    window.panel.prompt.setPlainText("something else")
+    window.panel.negative.setPlainText("")
+    window.panel.steps.setValue(30)
+    window.panel.seed_mode.setCurrentIndex(window.panel.seed_mode.findData("random"))
+    assert window.generation.restore_file(item.saved_path)
+    s = window.panel.settings()
+    assert (s.prompt, s.negative_prompt, s.steps) == ("a red ball on grass", "blurry", 13)
+    assert s.seed_mode == "fixed" and s.seed == request.seed
+    assert doc.size == (64, 64)
+    assert np.array_equal(doc.image, request.init_image)
+    assert np.array_equal(doc.mask, request.mask)
+    assert [r.words for r in doc.regions] == ["ball"]
+    assert np.array_equal(doc.regions[0].mask, request.regions[0].mask)
+    with qtbot.waitSignal(window.client.finished, timeout=5000) as again:
+        window.generation.generate()
+    assert again.args[0].request.kind is JobKind.INPAINT
+    assert np.array_equal(again.args[0].image, item.image)  # the same job once more
+    qtbot.waitUntil(lambda: len(saves.seen) == 2, timeout=5000)  # its output written too
+    # One undo step back to the canvas the user had before restoring.
+    window.undo.undo()  # the new result
+    window.undo.undo()  # the restore
+    assert doc.size == (48, 48) and doc.image is None and doc.regions == []
+
+
+def test_restoring_from_a_png_without_parameters_changes_nothing(qtbot, make_window, tmp_path):
+    from desktop_app.document.image_io import save_png
+
+    window = make_window()
+    window.doc.set_image(np.full((64, 64, 3), 10, np.uint8))
+    window.panel.prompt.setPlainText("keep me")
+    plain = tmp_path / "plain.png"
+    save_png(plain, np.zeros((32, 32, 3), np.uint8))
+    jpeg = tmp_path / "photo.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    undo_before = window.undo.count()
+    for path, why in ((plain, "has no generation parameters"), (jpeg, "not a PNG"),
+                      (tmp_path / "gone.png", "not found")):
+        with qtbot.waitSignal(window.generation.error, timeout=1000) as error:
+            assert not window.generation.restore_file(str(path))
+        assert why in error.args[0] and str(path) in error.args[0]
+    assert window.undo.count() == undo_before
+    assert window.panel.settings().prompt == "keep me"
+    assert np.array_equal(window.doc.image, np.full((64, 64, 3), 10, np.uint8))
+
+
+def test_opening_a_result_png_says_it_can_be_restored(qtbot, make_window):
+    window = make_window()
+    saves = SaveLog(window)
+    with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+        start_with_keyboard(qtbot, window)
+    qtbot.waitUntil(lambda: bool(saves.seen), timeout=5000)
+    with qtbot.waitSignal(window.actions_.status, timeout=1000) as status:
+        assert window.actions_.open_path(added.args[0].saved_path)
+    assert "Restore job from PNG" in status.args[0]
+
+
 def test_closing_during_a_job_cancels_it_and_stops_the_thread(qtbot, make_window):
     gate = threading.Semaphore(0)
     window = make_window(FakeEngine(gate=gate))

@@ -94,6 +94,11 @@ class DocumentActions(QObject):
             except READ_ERRORS as exc:
                 failed.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
                 continue
+            from desktop_app.document.metadata import has_parameters
+
+            if has_parameters(path):
+                warnings.append("it carries a job's parameters: File ▸ Restore job from PNG "
+                                "(Ctrl+Shift+O) brings them back")
             if rest := len(paths) - i - 1:
                 warnings.append(f"{rest} more file{'s' if rest > 1 else ''} not opened "
                                 "(one image at a time)")

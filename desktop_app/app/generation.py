@@ -198,6 +198,34 @@ class GenerationController(QObject):
         emit(self.settings_restored, item.restored_settings())
         emit(self.status, f"Restored {item.label()}")
 
+    def restore_file(self, path: str) -> bool:
+        """Restore a job from a PNG's parameters (ours exactly, an A1111 `parameters` text as
+        far as it goes): its input canvas as one undo step and its parameters with the seed
+        fixed, as Restore does for the history. A file without parameters changes nothing."""
+        from desktop_app.document.history import request_input_state, request_settings
+        from desktop_app.document.metadata import read_metadata
+
+        notes: list[str] = []
+        try:
+            req = read_metadata(path, warn=notes.append)
+        except (OSError, RequestError) as exc:
+            emit(self.error, f"Could not restore from {path}: {exc}"
+                 if str(path) not in str(exc) else f"Could not restore: {exc}")
+            return False
+        name = Path(path).name
+        self._undo.push(StateCommand(self._doc, request_input_state(req), f"Restore {name}"))
+        emit(self.settings_restored, request_settings(req, self._current_settings()))
+        # What the panel cannot hold, so Generate will not reproduce the file exactly.
+        if req.inpaint_only_masked:
+            notes.append("the app has no 'only masked' inpainting: generating again differs")
+        if req.pww_mode != "max":
+            notes.append(f"paint-with-words mode {req.pww_mode!r} is command-line only")
+        if req.model:
+            notes.append(f"made with {req.model}")
+        emit(self.status, f"Restored {req.kind.value} job from {name} (seed {req.seed})"
+             + "".join(f" — {n}" for n in notes))
+        return True
+
     def request_of(self, job_id: int) -> JobRequest | None:
         for item in self._history.items:
             if item.result.job_id == job_id:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop_app.document.canvas_doc import DocState
-from desktop_app.document.job import JobKind, JobResult
+from desktop_app.document.job import JobKind, JobRequest, JobResult
 from desktop_app.document.regions import PALETTE, RegionLayer
 from desktop_app.document.settings import GenerationSettings
 
@@ -34,17 +34,32 @@ class HistoryItem:
 
     def input_state(self) -> DocState:
         """The canvas as it was when the job started: input image (or empty), mask, regions."""
-        req = self.result.request
-        mask = (np.array(req.mask, np.float32) if req.mask is not None
-                else np.zeros((req.height, req.width), np.float32))
-        regions = []
-        for i, region in enumerate(req.regions):
-            colour = self.colours[i] if i < len(self.colours) else PALETTE[i % len(PALETTE)]
-            regions.append(RegionLayer.from_region(region, colour))
-        image = None
-        if req.kind is not JobKind.TEXT_TO_IMAGE and req.init_image is not None:
-            image = np.array(req.init_image)
-        return DocState((req.width, req.height), image, None, mask, regions)
+        return request_input_state(self.result.request, self.colours)
+
+
+def request_input_state(req: JobRequest, colours: tuple[tuple[int, int, int], ...] = ()
+                        ) -> DocState:
+    """The canvas a request was made from: its input image (none for text-to-image), mask and
+    regions (in `colours`, else the palette's)."""
+    mask = (np.array(req.mask, np.float32) if req.mask is not None
+            else np.zeros((req.height, req.width), np.float32))
+    regions = []
+    for i, region in enumerate(req.regions):
+        colour = colours[i] if i < len(colours) else PALETTE[i % len(PALETTE)]
+        regions.append(RegionLayer.from_region(region, colour))
+    image = None
+    if req.kind is not JobKind.TEXT_TO_IMAGE and req.init_image is not None:
+        image = np.array(req.init_image)
+    return DocState((req.width, req.height), image, None, mask, regions)
+
+
+def request_settings(req: JobRequest, base: GenerationSettings) -> GenerationSettings:
+    """`base` (the panel's settings) with every parameter a request carries, seed fixed: what
+    restoring a job from its PNG puts in the panel."""
+    return base.replace(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
+                        cfg_scale=req.cfg_scale, sampler=req.sampler, seed_mode="fixed",
+                        seed=int(req.seed), strength=req.strength, mask_grow=req.mask_grow,
+                        mask_feather=req.mask_feather, pww_scale=req.pww_scale)
 
 
 class History:

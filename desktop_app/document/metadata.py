@@ -390,6 +390,16 @@ def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dic
     return texts, blobs
 
 
+def has_parameters(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a PNG carrying generation parameters (ours or A1111's); False for
+    anything unreadable."""
+    try:
+        texts, _ = read_png_metadata(path)
+    except RequestError:
+        return False
+    return JSON_KEY in texts or PARAMETERS_KEY in texts
+
+
 def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest:
     """The JobRequest stored in a PNG: exactly, when we wrote it; best effort from an A1111
     ``parameters`` text otherwise. Raises RequestError when there is neither."""
