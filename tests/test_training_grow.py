@@ -65,6 +65,30 @@ def test_deepened_unet_starts_with_the_same_function_and_its_new_resnets_are_liv
     assert (_run(big) - _run(small)).abs().max() > 1e-3
 
 
+def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
+    torch.manual_seed(4)
+    small = training_unet.make_unet("deep32").eval()
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    big = training_unet.make_unet("deep32_16").eval()
+    added = training_unet.grow(small, big)
+    blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
+    assert blocks == {"down_blocks.1.resnets.1", "down_blocks.1.attentions.1",
+                      "up_blocks.1.resnets.1", "up_blocks.1.attentions.1"}
+    assert set(added) == training_unet.grown_tensors("deep32_16")  # relative to deep32
+    # The old second up block at 16x16 moved behind the new one, attention included.
+    torch.testing.assert_close(big.up_blocks[1].attentions[2].proj_in.weight,
+                               small.up_blocks[1].attentions[1].proj_in.weight, rtol=0, atol=0)
+    torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
+    with torch.no_grad():  # the new cross-attention block, once trained, changes the output
+        big.down_blocks[1].attentions[1].proj_out.weight.normal_(0, 0.1)
+    assert (_run(big) - _run(small)).abs().max() > 1e-3
+    assert [training_unet.arch_of(training_unet.ARCHS[a]) for a in training_unet.ARCHS] == list(
+        training_unet.ARCHS)
+    assert training_unet.arch_of(dict(training_unet.UNET_CONFIG, layers_per_block=3)) is None
+
+
 def test_grow_refuses_anything_but_added_blocks():
     from diffusers import UNet2DConditionModel
 
@@ -78,9 +102,7 @@ def test_grow_refuses_anything_but_added_blocks():
         training_unet.grow(training_unet.make_unet("deep32"), small)
 
 
-def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monkeypatch):
-    # The pipeline's growth phase: the base run's checkpoint is in the cache, and training goes
-    # on with --arch deep32 from its EMA weights (the weights that would ship), not from scratch.
+def _tiny_cache(tmp_path, monkeypatch):
     from desktop_app.training import common, data
 
     monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
@@ -95,6 +117,13 @@ def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monk
                 "mask_bits": torch.zeros(n, 256, 32, dtype=torch.uint8)}, data.DATA_DIR / "lat_000.pt")
     torch.save(torch.zeros(64, 384).half(), data.DATA_DIR / "empty.pt")
     torch.save(torch.zeros(4, 32, 32).half(), data.DATA_DIR / "masked_full.pt")
+    return common
+
+
+def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monkeypatch):
+    # The pipeline's growth phase: the base run's checkpoint is in the cache, and training goes
+    # on with --arch deep32 from its EMA weights (the weights that would ship), not from scratch.
+    common = _tiny_cache(tmp_path, monkeypatch)
     small, _ = _pair(3)
     raw = {k: v + 1.0 for k, v in small.state_dict().items()}  # training weights, unlike the EMA
     torch.save({"model": raw, "ema": small.state_dict(), "opt": {}, "step": 100, "arch": "base"},
@@ -109,3 +138,25 @@ def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monk
     moved = grown.up_blocks[2].resnets[4].conv1.weight - small.up_blocks[2].resnets[1].conv1.weight
     assert moved.abs().max() < 1e-3
     assert json.loads((common.MODEL_DIR / "training_state.json").read_text())["step"] == 101
+
+
+def test_training_grows_a_deep32_checkpoint_and_trains_only_the_new_blocks_fast(tmp_path,
+                                                                                 monkeypatch):
+    common = _tiny_cache(tmp_path, monkeypatch)
+    torch.manual_seed(5)
+    small = training_unet.make_unet("deep32")
+    torch.save({"model": small.state_dict(), "ema": small.state_dict(), "opt": {}, "step": 50,
+                "arch": "deep32"}, common.CACHE_DIR / "unet.pt")
+    # Old weights frozen (--old-lr-scale 0): after a step only deep32_16's new blocks moved.
+    training_unet.main(["--arch", "deep32_16", "--steps", "51", "--batch", "2", "--eval-n", "0",
+                        "--lr", "1e-3", "--old-lr-scale", "0"])
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st["arch"], st["step"], st["fresh_from"]) == ("deep32_16", 51, 50)
+    grown = training_unet.make_unet("deep32_16")
+    training_unet.grow(small, grown)
+    start = grown.state_dict()
+    moved = {k for k, v in st["model"].items() if not torch.equal(v, start[k])}
+    assert moved and moved <= training_unet.grown_tensors("deep32_16")
+    # A checkpoint that cannot grow into the asked architecture is refused by name.
+    with pytest.raises(SystemExit, match="cannot grow"):
+        training_unet.main(["--arch", "deep32", "--steps", "52", "--batch", "2", "--eval-n", "0"])

@@ -106,8 +106,7 @@ def _unet_arch() -> str:
     shipped = common.MODEL_DIR / "unet" / "config.json"
     if not shipped.exists():
         return "base"
-    # deep32 is the only architecture with more than one resnet per level.
-    return "deep32" if max(unet._layers(json.loads(shipped.read_text()))) > 1 else "base"
+    return unet.arch_of(json.loads(shipped.read_text())) or "base"
 
 
 if __name__ == "__main__":

@@ -47,7 +47,14 @@ UNET_CONFIG_ATTN32 = dict(
 # more resnets in the down path and three in the up path there. Grown from UNET_CONFIG's weights by
 # grow(), each new resnet starting as the identity.
 UNET_CONFIG_DEEP32 = dict(UNET_CONFIG, layers_per_block=(4, 1, 1))
-ARCHS = {"base": UNET_CONFIG, "attn32": UNET_CONFIG_ATTN32, "deep32": UNET_CONFIG_DEEP32}
+# Where words meet places: deep32 plus one more resnet and cross-attention block each way at the
+# 16x16 level (+0.2M parameters), grown from deep32's weights the same way.
+UNET_CONFIG_DEEP32_16 = dict(UNET_CONFIG, layers_per_block=(4, 2, 1))
+ARCHS = {"base": UNET_CONFIG, "attn32": UNET_CONFIG_ATTN32, "deep32": UNET_CONFIG_DEEP32,
+         "deep32_16": UNET_CONFIG_DEEP32_16}
+# Each grown architecture's predecessor: its own new blocks (relative to it) are the ones that
+# train at the full learning rate under --old-lr-scale.
+PARENT = {"attn32": "base", "deep32": "base", "deep32_16": "deep32"}
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.0001,
@@ -165,10 +172,20 @@ def grow(small, big) -> list[str]:
     return new
 
 
+def arch_of(config) -> str | None:
+    """Which of ARCHS a UNet config is (None: none of them)."""
+    for name, arch in ARCHS.items():
+        if (_layers(config) == _layers(arch)
+                and tuple(config["down_block_types"]) == arch["down_block_types"]
+                and tuple(config["block_out_channels"]) == arch["block_out_channels"]):
+            return name
+    return None
+
+
 def grown_tensors(arch: str) -> set[str]:
-    """Names of the tensors `arch` has beyond the base network (after renaming): the blocks
-    growth added, which train at the full learning rate."""
-    small, big = make_unet("base"), make_unet(arch)
+    """Names of the tensors `arch` has beyond its PARENT (after renaming): the blocks its growth
+    added, which train at the full learning rate."""
+    small, big = make_unet(PARENT[arch]), make_unet(arch)
     rename = _renamer(small.config, big.config)
     return set(big.state_dict()) - {rename(k) for k in small.state_dict()}
 
@@ -264,8 +281,10 @@ def main(argv: list[str] | None = None) -> None:
                          "evaluator's scores; 0 = off")
     ap.add_argument("--arch", choices=sorted(ARCHS), default="base",
                     help="attn32: attention at the 32x32 level too; deep32: three more resnets "
-                         "each way at the 32x32 level; a warm start from shipped base weights "
-                         "grows them (grow()) so training starts from the same function")
+                         "each way at the 32x32 level; deep32_16: deep32 plus a resnet and a "
+                         "cross-attention block each way at 16x16; a warm start from smaller "
+                         "weights (checkpoint or shipped) grows them (grow()) so training starts "
+                         "from the same function")
     ap.add_argument("--old-lr-scale", type=float, default=1.0,
                     help="with a grown --arch: learning rate of the weights the base network "
                          "also has, relative to --lr (the new blocks get --lr)")
@@ -311,19 +330,21 @@ def main(argv: list[str] | None = None) -> None:
             step = st["step"]
             fresh_from = st.get("fresh_from", 0)
             common.log(f"resumed UNet from step {step}", logf)
-        elif held == "base":
-            # The pipeline's growth phase: the base run's EMA weights (what would ship) grown into
-            # the bigger network, with a fresh optimizer.
-            small = make_unet("base")
+        else:
+            # The pipeline's growth phases: the smaller run's EMA weights (what would ship) grown
+            # into the bigger network, with a fresh optimizer.
+            small = make_unet(held)
             small.load_state_dict(st["ema"])
-            new = grow(small, unet)
+            try:
+                new = grow(small, unet)
+            except ValueError as exc:
+                raise SystemExit(f"{ckpt} holds a {held!r} UNet, which cannot grow into "
+                                 f"{args.arch!r} ({exc}); pass --arch {held} or move the "
+                                 "checkpoint away") from None
             ema.load_state_dict(unet.state_dict())
             step = fresh_from = st["step"]
-            common.log(f"grew the step-{step} base checkpoint into {args.arch!r}: {len(new)} new "
-                       "tensors, same function at the start", logf)
-        else:
-            raise SystemExit(f"{ckpt} holds a {held!r} UNet; pass --arch {held} or move the "
-                             "checkpoint away")
+            common.log(f"grew the step-{step} {held} checkpoint into {args.arch!r}: {len(new)} "
+                       "new tensors, same function at the start", logf)
     elif (common.MODEL_DIR / "unet" / "diffusion_pytorch_model.safetensors").exists():
         from diffusers import UNet2DConditionModel
 
