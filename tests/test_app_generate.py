@@ -200,17 +200,40 @@ def test_model_loads_on_the_engine_thread_with_a_status(qtbot, make_window):
     assert window.engine.loads == [None]  # first run: the built-in model
 
 
+def paint_inpaint_job(window, grey: int, mask_box, region_box):
+    """An image, a rectangle of mask and a region "ball" painted as a person would; the prompt."""
+    window.doc.set_image(np.full((64, 64, 3), grey, np.uint8))
+    window.tool.set_shape("rect")
+    window.tool.press(*mask_box[:2])
+    window.tool.release(*mask_box[2:])
+    region = window.regions.add("ball")
+    window.tool.press(*region_box[:2])
+    window.tool.release(*region_box[2:])
+    window.panel.prompt.setPlainText("a red ball on grass")
+    return region
+
+
+def assert_job_restored(qtbot, window, item):
+    """The canvas and panel hold `item`'s input and parameters; Generate remakes its image."""
+    request, doc = item.result.request, window.doc
+    s = window.panel.settings()
+    assert s.prompt == request.prompt and s.steps == request.steps
+    assert s.seed_mode == "fixed" and s.seed == request.seed
+    assert doc.size == (request.width, request.height)
+    assert np.array_equal(doc.image, request.init_image)
+    assert np.array_equal(doc.mask, request.mask)
+    assert [r.words for r in doc.regions] == ["ball"]
+    assert np.array_equal(doc.regions[0].mask, request.regions[0].mask)
+    with qtbot.waitSignal(window.client.finished, timeout=5000) as again:
+        window.generation.generate()
+    assert again.args[0].request.kind is request.kind
+    assert np.array_equal(again.args[0].image, item.image)  # same seed and inputs
+
+
 def test_inpaint_with_regions_then_restore_brings_everything_back(qtbot, make_window):
     window = make_window()
     doc = window.doc
-    doc.set_image(np.full((64, 64, 3), 50, np.uint8))
-    window.tool.set_shape("rect")
-    window.tool.press(8, 8)
-    window.tool.release(40, 40)
-    region = window.regions.add("ball")
-    window.tool.press(20, 20)
-    window.tool.release(50, 60)
-    window.panel.prompt.setPlainText("a red ball on grass")
+    region = paint_inpaint_job(window, 50, (8, 8, 40, 40), (20, 20, 50, 60))
     with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
         window.generation.generate()
     item = added.args[0]
@@ -223,36 +246,19 @@ def test_inpaint_with_regions_then_restore_brings_everything_back(qtbot, make_wi
     window.actions_.clear_mask()
     window.regions.remove(doc.regions[0])
     window.generation.restore_history(item)
-    assert window.panel.settings().prompt == "a red ball on grass"
-    assert window.panel.settings().seed_mode == "fixed"
-    assert window.panel.settings().seed == request.seed
-    assert np.array_equal(doc.image, request.init_image)
-    assert np.array_equal(doc.mask, request.mask)
-    assert [r.words for r in doc.regions] == ["ball"]
-    assert np.array_equal(doc.regions[0].mask, request.regions[0].mask)
-    with qtbot.waitSignal(window.client.finished, timeout=5000) as again:
-        window.generation.generate()
-    assert np.array_equal(again.args[0].image, item.image)  # same seed and inputs
+    assert_job_restored(qtbot, window, item)
 
 
 def test_restoring_a_job_from_its_png_brings_back_canvas_and_parameters(qtbot, make_window):
     window = make_window()
     doc = window.doc
-    doc.set_image(np.full((64, 64, 3), 80, np.uint8))
-    window.tool.set_shape("rect")
-    window.tool.press(4, 4)
-    window.tool.release(30, 50)
-    window.regions.add("ball")
-    window.tool.press(30, 10)
-    window.tool.release(60, 40)
-    window.panel.prompt.setPlainText("a red ball on grass")
+    paint_inpaint_job(window, 80, (4, 4, 30, 50), (30, 10, 60, 40))
     window.panel.negative.setPlainText("blurry")
     window.panel.steps.setValue(13)
     saves = SaveLog(window)
     with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
         window.generation.generate()
     item = added.args[0]
-    request = item.result.request
     qtbot.waitUntil(lambda: bool(saves.seen), timeout=5000)
     # Another canvas and other settings, as in a later session.
     window.actions_.new_canvas(48, 48)
@@ -263,16 +269,7 @@ def test_restoring_a_job_from_its_png_brings_back_canvas_and_parameters(qtbot, m
     assert window.generation.restore_file(item.saved_path)
     s = window.panel.settings()
     assert (s.prompt, s.negative_prompt, s.steps) == ("a red ball on grass", "blurry", 13)
-    assert s.seed_mode == "fixed" and s.seed == request.seed
-    assert doc.size == (64, 64)
-    assert np.array_equal(doc.image, request.init_image)
-    assert np.array_equal(doc.mask, request.mask)
-    assert [r.words for r in doc.regions] == ["ball"]
-    assert np.array_equal(doc.regions[0].mask, request.regions[0].mask)
-    with qtbot.waitSignal(window.client.finished, timeout=5000) as again:
-        window.generation.generate()
-    assert again.args[0].request.kind is JobKind.INPAINT
-    assert np.array_equal(again.args[0].image, item.image)  # the same job once more
+    assert_job_restored(qtbot, window, item)
     qtbot.waitUntil(lambda: len(saves.seen) == 2, timeout=5000)  # its output written too
     # One undo step back to the canvas the user had before restoring.
     window.undo.undo()  # the new result
