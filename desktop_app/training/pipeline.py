@@ -16,7 +16,8 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
    to 1e-4 over the last fifth, EMA) to --unet-steps, exported to models/builtin/unet every 1000
    steps; then grown into --arch deep32 (three more resnets each way at 32x32, starting as the
    identity) and trained GROW_STEPS more (new blocks at 1e-3, the rest at a quarter of it, cosine
-   to 5e-5 over the last 60%)
+   to 5e-5 over the last 60%), then RESTART_STEPS more from a warm restart (7e-4 and a quarter of
+   it, cosine to 5e-5 after the first 600)
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -38,8 +39,10 @@ VAE_EDGE_STEPS = 5000
 DATA_CHUNKS = 16
 UNET_FG_WEIGHT = 4.0
 UNET_DECAY_FROM = 0.8
-# The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000.
+# The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000, then
+# restarted and trained to 23,700.
 GROW_STEPS = 3000
+RESTART_STEPS = 2700
 
 
 def _vae_step() -> int:
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     end = args.unet_steps + GROW_STEPS
     unet.main(["--arch", "deep32", "--steps", str(end), "--lr", "1e-3", "--old-lr-scale", "0.25",
                "--decay-from", str(end - int(GROW_STEPS * 0.6)), "--min-lr", "5e-5",
+               "--fg-weight", str(UNET_FG_WEIGHT)])
+    # A warm restart: the new blocks were still growing when the cosine ended.
+    unet.main(["--arch", "deep32", "--steps", str(end + RESTART_STEPS), "--lr", "7e-4",
+               "--old-lr-scale", "0.25", "--decay-from", str(end + 600), "--min-lr", "5e-5",
                "--fg-weight", str(UNET_FG_WEIGHT)])
 
 
