@@ -392,10 +392,13 @@ def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dic
 
 def has_parameters(path: str | os.PathLike[str]) -> bool:
     """Whether a file is a PNG carrying generation parameters (ours or A1111's); False for
-    anything unreadable."""
+    anything unreadable. Reads the file only when it starts as a PNG does."""
     try:
+        with open(path, "rb") as f:
+            if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+                return False
         texts, _ = read_png_metadata(path)
-    except RequestError:
+    except (OSError, RequestError):
         return False
     return JSON_KEY in texts or PARAMETERS_KEY in texts
 

@@ -286,8 +286,9 @@ def main(argv: list[str] | None = None) -> None:
                          "weights (checkpoint or shipped) grows them (grow()) so training starts "
                          "from the same function")
     ap.add_argument("--old-lr-scale", type=float, default=1.0,
-                    help="with a grown --arch: learning rate of the weights the base network "
-                         "also has, relative to --lr (the new blocks get --lr)")
+                    help="with a grown --arch: learning rate of the weights its parent "
+                         "architecture (PARENT) also has, relative to --lr (the blocks the "
+                         "growth added get --lr)")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
