@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guidance scale (default: what the model recommends, else 7.5)")
     p.add_argument("--sampler", choices=SAMPLERS, default="euler")
     p.add_argument("--width", type=_number(int, 8, 4096), default=None,
-                   help="default: the init image's width, else the model's size")
+                   help="default: the init image's width, else the model's size; any size "
+                        "works (the job runs padded to multiples of 8 and is cropped back)")
     p.add_argument("--height", type=_number(int, 8, 4096), default=None)
     p.add_argument("--init", type=Path, default=None, help="image for image-to-image / inpaint")
     p.add_argument("--mask", type=Path, default=None,
@@ -215,10 +216,6 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError(f"--out {out}: no permission to write in {folder}")
     if out.exists() and not args.overwrite:
         raise RequestError(f"--out {out}: already exists (use --overwrite to replace it)")
-    for name in ("width", "height"):
-        value = getattr(args, name)
-        if value is not None and value % 8:
-            raise RequestError(f"--{name} {value}: must be a multiple of 8")
     if args.mask is not None and args.init is None:
         raise RequestError("--mask needs --init: the image to inpaint")
     if args.regions is not None and not args.regions.is_file():
@@ -236,20 +233,21 @@ def _check_paths(args: argparse.Namespace) -> None:
             raise RequestError(f"--previews {args.previews}: exists and is not a folder")
 
 
-def _round8(n: float) -> int:
-    return max(8, int(round(n / 8.0)) * 8)
+def _round(n: float) -> int:
+    return max(8, int(round(n)))
 
 
 def _init_size(args: argparse.Namespace, w0: int, h0: int) -> tuple[int, int]:
-    """The request size for an init image: as asked, else the image's, keeping its aspect when only
-    one side is given, rounded to the multiple of 8 the VAE needs."""
+    """The request size for an init image: as asked, else the image's own, keeping its aspect when
+    only one side is given. Any size works: the engine pads to the multiples of 8 the VAE needs
+    and crops back."""
     if args.width and args.height:
         return args.width, args.height
     if args.width:
-        return args.width, _round8(h0 * args.width / w0)
+        return args.width, _round(h0 * args.width / w0)
     if args.height:
-        return _round8(w0 * args.height / h0), args.height
-    return _round8(w0), _round8(h0)
+        return _round(w0 * args.height / h0), args.height
+    return w0, h0
 
 
 def _load_inputs(args: argparse.Namespace,
@@ -263,6 +261,8 @@ def _load_inputs(args: argparse.Namespace,
     image = load_image(args.init, warn=console.warn)
     h0, w0 = image.shape[:2]
     w, h = _init_size(args, w0, h0)
+    if min(w, h) < 8:
+        raise RequestError(f"--init {args.init}: {w}x{h} is too small (at least 8 pixels a side)")
     if max(w, h) > MAX_SIDE:  # now, not after seconds of loading the model
         size = f"{w0}x{h0}" + (f" scaled to {w}x{h}" if (w, h) != (w0, h0) else "")
         raise RequestError(f"--init {args.init}: {size} is over the {MAX_SIDE}-pixel limit; "

@@ -17,15 +17,15 @@ def picture(w: int, h: int) -> np.ndarray:
     return rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 
 
-def test_open_by_drop_crops_to_multiples_of_8_and_is_undoable(qtbot, make_window, tmp_path):
+def test_open_by_drop_keeps_every_pixel_and_is_undoable(qtbot, make_window, tmp_path):
     window = make_window(load=False)
-    pixels = picture(101, 70)
+    pixels = picture(101, 70)  # no multiple of 8: jobs pad and crop back, the canvas keeps it
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     emit(window.view.files_dropped, [str(tmp_path / "photo.png")])
-    assert window.doc.size == (96, 64)
-    assert np.array_equal(window.doc.image, pixels[:64, :96])
+    assert window.doc.size == (101, 70)
+    assert np.array_equal(window.doc.image, pixels)
     assert window.doc.job_kind() is JobKind.IMAGE_TO_IMAGE
-    assert "cropped from 101x70 to 96x64" in window.statusBar().currentMessage()
+    assert "photo.png: 101x70" in window.statusBar().currentMessage()
     window.undo.undo()
     assert window.doc.image is None and window.doc.size == (64, 64)
 
@@ -133,7 +133,7 @@ def test_a_drop_of_several_files_opens_the_first_good_one_and_names_the_rest(
     Image.fromarray(picture(1, 1)).save(tiny)
     emit(window.view.files_dropped, [str(bad), str(tiny), str(tmp_path)])
     assert "notes.png: not an image" in window.last_error
-    assert "tiny.png: the image is too small (1x1)" in window.last_error
+    assert "tiny.png: the image is too small (1x1; at least 8 pixels a side)" in window.last_error
     assert "is a folder" in window.last_error and "\n" not in window.last_error
     assert np.array_equal(window.doc.image, pixels) and window.undo.count() == before
     assert not window.actions_.open_path(str(tiny))
@@ -148,9 +148,9 @@ def test_an_image_over_the_size_limit_is_scaled_down_to_one_a_job_takes(
     wide[:, 2500:] = 200  # right half light: the scaled picture keeps its layout
     Image.fromarray(wide).save(tmp_path / "panorama.png")
     assert window.actions_.open_path(str(tmp_path / "panorama.png"))
-    assert window.doc.size == (MAX_SIDE, 80)
+    assert window.doc.size == (MAX_SIDE, 82)
     assert window.doc.image[:, :2000].max() == 0 and window.doc.image[:, 2100:].min() == 200
-    assert f"scaled down from 5000x100 to {MAX_SIDE}x80" in window.statusBar().currentMessage()
+    assert f"scaled down from 5000x100 to {MAX_SIDE}x82" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.client.finished, timeout=5000) as done:
         window.generation.generate()  # a job takes the canvas as it is
     assert done.args[0].request.width == MAX_SIDE and window.last_error == ""

@@ -60,3 +60,24 @@ def test_real_engine_keeps_its_model_when_a_wrong_file_is_chosen(qtbot, real_win
         assert window.model_label.text() == loaded
     result, _ = helpers.generate_and_wait(qtbot, window, "a red ball", 1)
     assert result.model_name == "tiny_builtin"
+
+
+def test_real_engine_inpaints_an_odd_sized_photo_at_its_own_size(qtbot, real_window, tmp_path):
+    from PIL import Image
+
+    window = real_window
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (45, 61, 3), dtype=np.uint8)  # no multiple of 8
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    assert window.actions_.open_path(str(tmp_path / "photo.png"))
+    window.tool.set_shape("rect")
+    window.tool.press(40, 10)
+    window.tool.release(61, 45)  # to the bottom-right corner, where the job pads
+    window.panel.strength.setValue(1.0)
+    result, steps = helpers.generate_and_wait(qtbot, window, "a red ball", 2)
+    assert result.request.kind is JobKind.INPAINT and steps[-1] == 2
+    assert window.doc.size == (61, 45) and window.doc.image.shape == (45, 61, 3)
+    keep = window.doc.mask == 0
+    assert keep.sum() > 1500 and not keep[44, 60]
+    assert np.array_equal(window.doc.image[keep], photo[keep])
+    assert not np.array_equal(window.doc.image[~keep], photo[~keep])

@@ -169,12 +169,12 @@ def test_an_out_folder_without_write_permission_fails_before_the_job(tmp_path, c
 
 
 @pytest.mark.parametrize("size_args, expected", [
-    ([], (48, 40)),  # 50x37 rounded to multiples of 8
-    (["--width", "96"], (96, 72)),  # one side given: the other keeps the aspect
-    (["--height", "16"], (24, 16)),
+    ([], (50, 37)),  # its own size: no multiple of 8 is needed
+    (["--width", "96"], (96, 71)),  # one side given: the other keeps the aspect
+    (["--height", "16"], (22, 16)),
     (["--width", "64", "--height", "64"], (64, 64)),
 ])
-def test_init_size_rounding_and_aspect(tmp_path, size_args, expected):
+def test_init_size_and_aspect(tmp_path, size_args, expected):
     _init(tmp_path, 50, 37)
     Image.fromarray(np.full((37, 50), 255, np.uint8)).save(tmp_path / "m.png")
     args = cli.build_parser().parse_args(["--prompt", "p", "--init", str(tmp_path / "init.png"),
@@ -186,8 +186,36 @@ def test_init_size_rounding_and_aspect(tmp_path, size_args, expected):
     image, mask = cli._load_inputs(args, console)
     w, h = expected
     assert image.shape == (h, w, 3) and mask.shape == (h, w)
-    assert any("50x37 resized to" in m for m in messages)
-    assert any("mask is 50x37" in m for m in messages)
+    resized = size_args != []
+    assert any("50x37 resized to" in m for m in messages) == resized
+    assert any("mask is 50x37" in m for m in messages) == resized
+
+
+def test_inpaint_of_an_odd_sized_image_keeps_its_size_and_every_kept_pixel(tiny_sd_inpaint,
+                                                                          tmp_path, capsys):
+    init, image = _init(tmp_path, 50, 37)
+    mask = np.zeros((37, 50), np.uint8)
+    mask[5:30, 20:50] = 255  # reaches the right edge, where the padding is
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "odd.png"
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd_inpaint), "--steps", "2",
+                        "--init", str(init), "--mask", str(tmp_path / "mask.png"),
+                        "--strength", "1", "--out", str(out))
+    assert code == 0, err
+    assert "resized" not in err
+    result = load_image(out)
+    assert result.shape == (37, 50, 3)
+    assert np.array_equal(result[mask == 0], image[mask == 0])
+    assert np.abs(result[mask > 0].astype(int) - image[mask > 0]).mean() > 20
+
+
+def test_text_to_image_at_a_size_that_is_no_multiple_of_8(tiny_sd, tmp_path, capsys):
+    out = tmp_path / "odd.png"
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd), "--steps", "2",
+                        "--width", "65", "--height", "33", "--out", str(out))
+    assert code == 0, err
+    assert load_image(out).shape == (33, 65, 3)
+    assert read_metadata(out).width == 65
 
 
 BAD_INPUTS = [
@@ -196,7 +224,7 @@ BAD_INPUTS = [
     (["--cfg", "nan"], "--cfg"),
     (["--strength", "1.5"], "--strength"),
     (["--sampler", "heun"], "--sampler"),
-    (["--width", "65"], "multiple of 8"),
+    (["--width", "7"], "--width"),
     (["--seed", "-5"], "--seed"),
     (["--init", "{tmp}/missing.png"], "missing.png"),
     (["--init", "{tmp}/corrupt.png"], "corrupt.png"),

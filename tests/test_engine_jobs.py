@@ -328,3 +328,56 @@ def test_cancel_during_the_final_decode_delivers_nothing(engine_for, monkeypatch
     monkeypatch.setattr(engine, "_decode", slow_decode)
     with pytest.raises(JobCancelled):
         engine.run(_request(JobKind.TEXT_TO_IMAGE), cancel=cancel)
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_sd_inpaint", "tiny_builtin"])
+@pytest.mark.parametrize("kind", list(JobKind))
+def test_an_odd_sized_canvas_comes_back_at_its_own_size(engine_for, model, kind):
+    # 61x45 is no multiple of 8: the job runs padded to 64x48 and is cropped back.
+    w, h = 61, 45
+    req = _request(kind, width=w, height=h)
+    if req.init_image is not None:
+        req = req.replace(init_image=np.ascontiguousarray(req.init_image[:h, :w]))
+    if req.mask is not None:
+        req = req.replace(mask=np.ascontiguousarray(req.mask[:h, :w]))
+    result = engine_for(model).run(req)
+    assert result.image.shape == (h, w, 3) and result.image.std() > 0
+    if kind is JobKind.INPAINT:
+        outside = req.mask == 0
+        assert np.array_equal(result.image[outside], req.init_image[outside])
+        assert np.abs(result.image[~outside].astype(int) - req.init_image[~outside]).mean() > 5
+
+
+def test_an_odd_sized_job_pads_by_repeating_the_last_row_and_column():
+    from desktop_app.engine import jobs
+
+    w, h = 13, 10
+    img = np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3)
+    mask = np.zeros((h, w), np.float32)
+    mask[:, -1] = 1.0  # touches the right edge: the repaint reaches into the padding
+    region = np.zeros((h, w), np.float32)
+    region[-1, :] = 1.0
+    req = JobRequest(kind=JobKind.INPAINT, prompt="p", width=w, height=h, init_image=img,
+                     mask=mask, regions=(Region("p", region),))
+    work = jobs.plan(req, inpaint_channels=4, default_size=64)
+    assert (work.width, work.height) == (16, 16)
+    assert np.array_equal(work.init[:h, :w], img)
+    assert np.array_equal(work.init[:h, w:], np.repeat(img[:, -1:], 3, axis=1))
+    assert np.array_equal(work.init[h:, :w], np.repeat(img[-1:], 6, axis=0))
+    assert work.mask[:h, w:].all() and not work.mask[h:, :w - 1].any()
+    assert work.regions[0].mask[h:, :].all() and not work.regions[0].mask[:h - 1].any()
+    generated = np.zeros((16, 16, 3), np.uint8)
+    generated[:h, :w] = 200
+    out = jobs.finish(req, work, generated)
+    assert out.shape == (h, w, 3)
+    assert np.array_equal(out[:, :-1], img[:, :-1]) and (out[:, -1] == 200).all()
+
+
+def test_paint_with_words_on_an_odd_sized_canvas(engine_for):
+    w, h = 61, 45
+    region = np.zeros((h, w), np.float32)
+    region[:, :30] = 1.0
+    req = _request(JobKind.TEXT_TO_IMAGE, width=w, height=h,
+                   regions=(Region(words="red cat", mask=region),))
+    result = engine_for("tiny_sd").run(req)
+    assert result.image.shape == (h, w, 3) and len(result.region_adherence) == 1

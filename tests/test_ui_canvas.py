@@ -220,3 +220,24 @@ def test_big_brush_dabs_follow_the_swept_shape_and_undo(qtbot):
     assert undo.count() == 1
     undo.undo()
     assert not doc.mask.any()
+
+
+def test_a_preview_of_a_padded_job_lines_up_with_the_canvas(qtbot):
+    # A 156x116 canvas runs as a 160x120 job: its 20x15 latent preview covers 4 columns and rows
+    # of padding. Latent column k is canvas x 8k..8k+8, wherever the canvas ends.
+    doc = CanvasDocument(156, 116)
+    layers = CanvasLayers(doc)
+    view = CanvasView(layers, ToolController(doc, StrokeRecorder(doc, QUndoStack())))
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    view.zoom, view.offset, view._fitted = 2.0, QPointF(0, 0), False
+    view.mask_opacity = view.region_opacity = 0.0
+    preview = np.zeros((15, 20, 3), np.uint8)
+    preview[:, 17] = (0, 255, 0)  # canvas x 136..144, centre 140: screen x 280 at zoom 2
+    layers.set_preview(preview)
+    shot = view.grab().toImage()
+    row = [shot.pixelColor(x, 100).green() for x in range(0, 312)]
+    brightest = max(range(len(row)), key=row.__getitem__)
+    assert abs(brightest - 280) <= 2, brightest  # stretched over 156 px it would sit at 274

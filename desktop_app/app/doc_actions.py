@@ -23,12 +23,7 @@ from desktop_app.document.regions import RegionLayer, next_colour
 
 log = logging.getLogger(__name__)
 READ_ERRORS = (OSError, ValueError)  # RequestError is a ValueError
-
-
-def snap8(image: np.ndarray) -> np.ndarray:
-    """Models work on multiples of 8: crop the (at most 7) extra rows and columns."""
-    h, w = image.shape[:2]
-    return image[: h - h % 8, : w - w % 8]
+MIN_SIDE = 8  # one latent pixel; any size above works (jobs pad to multiples of 8, crop back)
 
 
 class DocumentActions(QObject):
@@ -44,9 +39,10 @@ class DocumentActions(QObject):
 
     # -- canvas -------------------------------------------------------------------------------
     def new_canvas(self, width: int, height: int) -> None:
-        width, height = int(width) // 8 * 8, int(height) // 8 * 8
-        if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
-            emit(self.error, f"canvas size {width}x{height} is out of range (8..{MAX_SIDE})")
+        width, height = int(width), int(height)
+        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+            emit(self.error, f"canvas size {width}x{height} is out of range "
+                             f"({MIN_SIDE}..{MAX_SIDE})")
             return
         state = DocState((width, height), None, None, np.zeros((height, width), np.float32), [])
         self._undo.push(StateCommand(self._doc, state, f"New canvas {width}x{height}"))
@@ -61,7 +57,7 @@ class DocumentActions(QObject):
         untouched = doc.image is None and not doc.regions and not doc.has_mask()
         if untouched and isinstance(side, int) and 8 <= side <= MAX_SIDE and doc.size != (side,
                                                                                           side):
-            doc.new(side // 8 * 8, side // 8 * 8)
+            doc.new(side, side)
 
     def resize_empty(self, width: int, height: int) -> None:
         if self._doc.image is None and (width, height) != self._doc.size:
@@ -140,22 +136,22 @@ class DocumentActions(QObject):
     @staticmethod
     def _fit(image: np.ndarray, warnings: list[str]) -> np.ndarray:
         """The canvas for `image`: scaled down to at most MAX_SIDE a side (the largest size a job
-        takes), cropped to multiples of 8; each change is reported in `warnings`."""
+        takes), reported in `warnings`. Any other size is kept as it is: jobs pad to the
+        multiples of 8 a model needs and crop back."""
         from desktop_app.document.image_io import resize_image
 
         h, w = image.shape[:2]
         if max(w, h) > MAX_SIDE:
             scale = MAX_SIDE / max(w, h)
             image = resize_image(image, max(1, round(w * scale)), max(1, round(h * scale)))
-        fitted = np.ascontiguousarray(snap8(image))
+        fitted = np.ascontiguousarray(image)
         fh, fw = fitted.shape[:2]
-        if fitted.size == 0:
-            raise RequestError(f"the image is too small ({w}x{h})")
+        if min(fh, fw) < MIN_SIDE:
+            raise RequestError(f"the image is too small ({fw}x{fh}; at least {MIN_SIDE} pixels a "
+                               "side)")
         if max(w, h) > MAX_SIDE:
             warnings.append(f"scaled down from {w}x{h} to {fw}x{fh} "
                             f"(at most {MAX_SIDE} px a side)")
-        elif (fw, fh) != (w, h):
-            warnings.append(f"cropped from {w}x{h} to {fw}x{fh} (sizes must be multiples of 8)")
         return fitted
 
     def _place(self, image: np.ndarray, text: str, warnings: list[str]) -> None:

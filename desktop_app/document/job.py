@@ -31,6 +31,13 @@ SAMPLER_LABELS = {
 }
 PWW_MODES = ("max", "std", "std_sigma2")  # w·log(1+σ)·max(QKᵀ), ·std(QKᵀ), w·log(1+σ²)·std(QKᵀ)
 MAX_SIDE = 4096
+SIZE_MULTIPLE = 8  # what the VAE needs; any request size is run padded up to it, then cropped
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    """The size a job of width x height runs at: each side rounded up to SIZE_MULTIPLE."""
+    m = SIZE_MULTIPLE
+    return -(-width // m) * m, -(-height // m) * m
 MAX_REGION_STRENGTH = 10.0  # the regions panel's range; far beyond it the attention overflows
 
 
@@ -101,8 +108,6 @@ class JobRequest:
             raise RequestError(f"steps must be at most 1000 (got {self.steps})")
         if not (0 < self.width <= MAX_SIDE and 0 < self.height <= MAX_SIDE):
             raise RequestError(f"size {self.width}x{self.height} is out of range (1..{MAX_SIDE})")
-        if self.width % 8 or self.height % 8:
-            raise RequestError(f"width and height must be multiples of 8 (got {self.width}x{self.height})")
         if self.sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.cfg_scale < 0:

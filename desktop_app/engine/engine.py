@@ -248,7 +248,7 @@ class Engine:
 
 
 def _trained_size(sample_size, vae_factor: int) -> int:
-    """The side the UNet was trained at, in pixels, as the multiple of 8 a request needs: configs
+    """The side the UNet was trained at, in pixels, rounded to a multiple of 8: configs
     may give [height, width], and a latent side times a VAE factor below 8 may not be one."""
     side = max(sample_size) if isinstance(sample_size, (list, tuple)) else sample_size
     return max(8, round(int(side) * vae_factor / 8) * 8)

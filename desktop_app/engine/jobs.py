@@ -2,17 +2,21 @@
 with which image and mask; crop-and-paste for "inpaint only masked"; the final composite.
 
 Text-to-image and image-to-image on a 9-channel model are inpainting with an all-ones mask.
+A request of any size is run at the next multiples of 8 (what the VAE needs): image, mask and
+regions are extended by repeating their last row and column, and the result is cropped back, so
+an odd-sized canvas comes back at its own size with every pixel outside the mask unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from desktop_app.document import mask_ops
-from desktop_app.document.job import JobKind, JobRequest, Region, RequestError
+from desktop_app.document.job import JobKind, JobRequest, Region, RequestError, padded_size
 
 
 @dataclass
@@ -29,6 +33,27 @@ class WorkItem:
 
 
 def plan(request: JobRequest, inpaint_channels: int, default_size: int) -> WorkItem:
+    work = _plan(request, inpaint_channels, default_size)
+    if work.box is not None:  # the crop is scaled to a multiple-of-8 size already
+        return work
+    w, h = padded_size(work.width, work.height)
+    if (w, h) == (work.width, work.height):
+        return work
+    regions = tuple(Region(words=r.words, strength=r.strength, name=r.name,
+                           mask=pad_edges(r.mask, w, h)) for r in work.regions)
+    return dataclasses.replace(
+        work, width=w, height=h, regions=regions,
+        init=None if work.init is None else pad_edges(work.init, w, h),
+        mask=None if work.mask is None else pad_edges(work.mask, w, h))
+
+
+def pad_edges(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`a` extended to height x width by repeating its last row and column."""
+    extra = ((0, height - a.shape[0]), (0, width - a.shape[1])) + ((0, 0),) * (a.ndim - 2)
+    return np.pad(a, extra, mode="edge")
+
+
+def _plan(request: JobRequest, inpaint_channels: int, default_size: int) -> WorkItem:
     w, h = request.width, request.height
     nine = inpaint_channels == 9
     if request.kind is JobKind.TEXT_TO_IMAGE:
@@ -91,6 +116,8 @@ def _crop_resize(a: np.ndarray, box, width: int, height: int, resample) -> np.nd
 
 def finish(request: JobRequest, work: WorkItem, generated: np.ndarray) -> np.ndarray:
     """Back to the request's size; outside the (soft) mask the original bytes are kept."""
+    if work.box is None:  # drop the rows and columns padding added
+        generated = generated[:request.height, :request.width]
     if work.soft_mask is None:
         return generated
     full = generated

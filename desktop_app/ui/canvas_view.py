@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QWidget
 
 from desktop_app.app.qt_compat import emit
 from desktop_app.app.tools import ToolController
+from desktop_app.document.job import padded_size
 from desktop_app.ui.layers import CanvasLayers
 
 EMPTY_FILL = QColor(236, 236, 236)
@@ -66,6 +67,14 @@ class CanvasView(QWidget):
     def canvas_rect(self) -> QRectF:
         w, h = self._layers.size
         return self.to_widget_rect(0, 0, w, h)
+
+    def _preview_source(self) -> QRectF:
+        """The part of the preview that is the canvas: a job on an odd-sized canvas runs padded to
+        multiples of 8, and its previews show the padding's rows and columns too."""
+        w, h = self._layers.size
+        pw, ph = padded_size(w, h)
+        preview = self._layers.preview
+        return QRectF(0, 0, preview.width() * w / pw, preview.height() * h / ph)
 
     # -- zoom and pan ----------------------------------------------------------------------------
     def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
@@ -156,7 +165,7 @@ class CanvasView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
         if layers.preview is not None:  # latent-sized: always smooth, never blocky
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(self.canvas_rect(), layers.preview)
+            p.drawImage(self.canvas_rect(), layers.preview, self._preview_source())
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
         elif layers.image is not None:
             p.drawImage(dst, layers.image, src)

@@ -49,7 +49,7 @@ class NewCanvasDialog(QDialog):
             self.height_box.setValue(size[1])
 
     def chosen_size(self) -> tuple[int, int]:
-        return self.width_box.value() // 8 * 8, self.height_box.value() // 8 * 8
+        return self.width_box.value(), self.height_box.value()
 
 
 def ask_open(parent: QWidget, title: str, filt: str = IMAGE_FILTER) -> str | None:

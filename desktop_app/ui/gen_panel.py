@@ -273,7 +273,7 @@ class GenerationPanel(QWidget):
             self.seed.setValue(self._last_seed)
 
     def _on_size_edited(self) -> None:
-        emit(self.size_edited, self.width_box.value() // 8 * 8, self.height_box.value() // 8 * 8)
+        emit(self.size_edited, self.width_box.value(), self.height_box.value())
 
     def _on_prompt_changed(self) -> None:
         self._show_unknown_words()
