@@ -274,3 +274,33 @@ def test_the_default_size_is_a_multiple_of_8(engine, sd_copy, sample_size, size)
     (sd_copy / "unet" / "config.json").write_text(
         json.dumps(dict(config, sample_size=sample_size)))
     assert engine.load(sd_copy).default_size == size
+
+
+def test_a_model_without_a_unet_is_named_and_refused(engine, sd_copy):
+    # An SD3 / Flux folder: diffusers failed inside its own code ("TypeError: unsupported
+    # operand type(s) for *: 'NoneType' and 'int'").
+    import json
+
+    (sd_copy / "unet").rename(sd_copy / "transformer")
+    index = json.loads((sd_copy / "model_index.json").read_text())
+    index.pop("unet")
+    index.update(_class_name="StableDiffusion3Pipeline",
+                 transformer=["diffusers", "SD3Transformer2DModel"])
+    (sd_copy / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(EngineError, match=r"a StableDiffusion3Pipeline model, which has no UNet.*"
+                                          r"runs Stable Diffusion 1.x, 2.x and SDXL"):
+        engine.load(sd_copy)
+
+
+@pytest.mark.parametrize("edit", [
+    {"encoder_hid_dim_type": "image_proj", "encoder_hid_dim": 32},  # Kandinsky 2.2 decoder
+    {"class_embed_type": "projection", "projection_class_embeddings_input_dim": 64},  # unCLIP
+])
+def test_a_unet_that_needs_an_image_embedding_is_refused_before_loading(engine, sd_copy, edit):
+    import json
+
+    config = json.loads((sd_copy / "unet" / "config.json").read_text())
+    (sd_copy / "unet" / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(EngineError, match=r"unet/config.json: a UNet conditioned on image "
+                                          r"embeddings \(StableDiffusionPipeline\)"):
+        engine.load(sd_copy)

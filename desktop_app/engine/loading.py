@@ -21,6 +21,8 @@ from desktop_app.document.job import MAX_REGION_STRENGTH, EngineError
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # Components that hold weights (the rest are tokenizers, schedulers, feature extractors).
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+SUPPORTED = ("Diffusion Canvas runs Stable Diffusion 1.x, 2.x and SDXL models and their "
+             "inpainting variants")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -129,6 +131,11 @@ def check_folder(folder: Path) -> dict:
     index = _read_json(index_path)
     if not isinstance(index.get("_class_name"), str):
         raise EngineError(f"{index_path}: no \"_class_name\": not a diffusers pipeline index")
+    if not isinstance(index.get("unet"), list):
+        # SD3, Flux, PixArt, Kandinsky's prior...: diffusers would try to load them and fail
+        # with an error about the code, not the model.
+        raise EngineError(f"{folder}: a {index['_class_name']} model, which has no UNet "
+                          f"(a diffusion transformer?); {SUPPORTED}")
     for name, value in index.items():
         if name.startswith("_") or not isinstance(value, list):
             continue
@@ -142,6 +149,8 @@ def check_folder(folder: Path) -> dict:
         if name in WEIGHT_COMPONENTS:
             config = _check_weights(sub)
             channels = config.get("in_channels", 4)
+            if name == "unet":
+                _check_conditioning(sub / "config.json", config, index["_class_name"])
             if name == "unet" and channels not in (4, 9):
                 # e.g. instruct-pix2pix (8), depth-to-image (5), the x4 upscaler (7): they need
                 # an extra image input; run as text-to-image they failed mid-job.
@@ -151,6 +160,17 @@ def check_folder(folder: Path) -> dict:
         elif name == "scheduler":
             _read_json(sub / "scheduler_config.json")
     return index
+
+
+def _check_conditioning(path: Path, config: dict, pipeline: str) -> None:
+    """Refuse UNets that need an image embedding besides the text (Kandinsky 2.2's decoder,
+    Stable unCLIP): they load, then fail or draw noise without one."""
+    image_cond = config.get("encoder_hid_dim_type") not in (None, "text_proj") or \
+        config.get("addition_embed_type") in ("image", "image_hint", "text_image") or \
+        config.get("class_embed_type") is not None
+    if image_cond:
+        raise EngineError(f"{path}: a UNet conditioned on image embeddings ({pipeline}); "
+                          f"{SUPPORTED}")
 
 
 def _where_the_model_is(folder: Path) -> str:
