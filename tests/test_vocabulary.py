@@ -20,6 +20,12 @@ def test_unknown_words_are_listed_once_in_prompt_order():
     assert unknown_words("a red circle at the top left", KNOWN) == []
 
 
+def test_words_of_any_script_digits_and_emoji_count_and_punctuation_does_not():
+    # Only a-z runs used to count: "红色" and "🐱" went unreported and "café" read as "caf".
+    prompt = "a red café, 红色 🐱 circle—3 squares! «on» the top-left。"
+    assert unknown_words(prompt, KNOWN) == ["café", "红色", "🐱", "3", "squares"]
+
+
 def test_the_warning_names_the_words_and_is_silent_without_a_vocabulary():
     assert unknown_words_warning("a red cat", None) is None
     assert unknown_words_warning("a red circle", KNOWN) is None

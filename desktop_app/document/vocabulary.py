@@ -5,13 +5,17 @@ the person is told rather than left to wonder why a "cat" came out as a circle."
 from __future__ import annotations
 
 import re
+import unicodedata
 
-WORD = re.compile(r"[a-z]+")
+# A word: a run of letters or digits in any script ("café", "红色", "3"), or one symbol such as an
+# emoji; punctuation (any script's) separates words.
+WORD = re.compile(r"[^\W_]+|[^\w\s]")
 SHOW_AT_MOST = 6
 
 
 def prompt_words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+    return [w for w in WORD.findall(text.lower())
+            if len(w) > 1 or not unicodedata.category(w).startswith("P")]
 
 
 def unknown_words(prompt: str, vocabulary: frozenset[str]) -> list[str]:
