@@ -54,6 +54,14 @@ def request_for(case: PwwCase, strength: float, steps: int, cfg: float) -> JobRe
                       cfg_scale=cfg, sampler="euler", width=256, height=256, regions=regions)
 
 
+def score(case: PwwCase, img: np.ndarray) -> dict:
+    """Per object of the layout: found (colour and shape) in its cell; and the background."""
+    reading = evaluator.read(img)
+    placed = [any(f.color == s.color and f.shape == s.shape and f.cell == s.cell
+                  for f in reading.objects) for s in case.scene.shapes]
+    return {"placed": placed, "background": reading.background == case.scene.background}
+
+
 def measure(engine, items: list[PwwCase], strength: float, steps: int = 20,
             cfg: float | None = None) -> dict[str, float]:
     """cfg None = the model's recommended guidance scale, as the app would start from."""
@@ -62,12 +70,10 @@ def measure(engine, items: list[PwwCase], strength: float, steps: int = 20,
     placed, all_placed, background, adherence = [], [], [], []
     for case in items:
         res = engine.run(request_for(case, strength, steps, cfg))
-        reading = evaluator.read(res.image)
-        ok = [any(f.color == s.color and f.shape == s.shape and f.cell == s.cell
-                  for f in reading.objects) for s in case.scene.shapes]
-        placed += ok
-        all_placed.append(all(ok))
-        background.append(reading.background == case.scene.background)
+        got = score(case, res.image)
+        placed += got["placed"]
+        all_placed.append(all(got["placed"]))
+        background.append(got["background"])
         adherence += [a for a in res.region_adherence if a == a]  # skip NaN
     return {"object_in_region": float(np.mean(placed)), "all_in_region": float(np.mean(all_placed)),
             "background": float(np.mean(background)),

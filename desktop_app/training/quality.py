@@ -85,29 +85,33 @@ def measure(generate: Callable[[JobRequest], np.ndarray], cases: list[Case], kin
         cfg = getattr(generate, "default_cfg", GENERIC_CFG)
     tallies: dict[str, list[bool]] = {}
     for case in cases:
-        img = generate(request_for(case, steps, cfg))
-        reading = evaluator.read(img)
-        if kind == "single":
-            res = evaluator.score_single(case.scene.shapes[0], case.scene.background, reading)
-            # The per-attribute scores read the best-matching object; this one also fails an
-            # image that draws extra copies or other objects.
-            res["exact"] = evaluator.scene_correct(case.scene, reading)
-        elif kind == "two":
-            both = [evaluator.object_present(s, reading) for s in case.scene.shapes]
-            res = {"all_attributes": all(both) and reading.background == case.scene.background,
-                   "color_shape_both": all(
-                       any(f.color == s.color and f.shape == s.shape for f in reading.objects)
-                       for s in case.scene.shapes),
-                   "background": reading.background == case.scene.background,
-                   "exact": evaluator.scene_correct(case.scene, reading)}
-        else:
-            keep = case.mask < 0.5
-            res = {"object_in_mask": evaluator.object_present(case.target, reading,
-                                                              check_size=False),
-                   "outside_bit_exact": bool(np.array_equal(img[keep], case.init[keep]))}
-        for k, v in res.items():
-            tallies.setdefault(k, []).append(bool(v))
+        for k, v in score(case, generate(request_for(case, steps, cfg)), kind).items():
+            tallies.setdefault(k, []).append(v)
     return {k: float(np.mean(v)) for k, v in tallies.items()}
+
+
+def score(case: Case, img: np.ndarray, kind: str) -> dict[str, bool]:
+    """What one generated image got right, per measure."""
+    reading = evaluator.read(img)
+    if kind == "single":
+        res = evaluator.score_single(case.scene.shapes[0], case.scene.background, reading)
+        # The per-attribute scores read the best-matching object; this one also fails an
+        # image that draws extra copies or other objects.
+        res["exact"] = evaluator.scene_correct(case.scene, reading)
+    elif kind == "two":
+        both = [evaluator.object_present(s, reading) for s in case.scene.shapes]
+        res = {"all_attributes": all(both) and reading.background == case.scene.background,
+               "color_shape_both": all(
+                   any(f.color == s.color and f.shape == s.shape for f in reading.objects)
+                   for s in case.scene.shapes),
+               "background": reading.background == case.scene.background,
+               "exact": evaluator.scene_correct(case.scene, reading)}
+    else:
+        keep = case.mask < 0.5
+        res = {"object_in_mask": evaluator.object_present(case.target, reading,
+                                                          check_size=False),
+               "outside_bit_exact": bool(np.array_equal(img[keep], case.init[keep]))}
+    return {k: bool(v) for k, v in res.items()}
 
 
 def generator_for(engine) -> Callable[[JobRequest], np.ndarray]:

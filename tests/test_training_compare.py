@@ -1,0 +1,44 @@
+"""The paired comparison used to decide whether a checkpoint ships: per-case results on a real
+model (the built-in one, at 2 steps), and the sign test on the cases one model gained and lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from desktop_app.training import compare
+
+BUILTIN = Path(__file__).resolve().parents[1] / "models" / "builtin"
+
+
+def test_the_sign_test_is_exact_and_symmetric():
+    assert compare.sign_test(0, 0) == 1.0
+    assert compare.sign_test(10, 0) == 2 / 2 ** 10  # all ten one way: 2 of 1024 splits
+    assert compare.sign_test(3, 7) == compare.sign_test(7, 3)
+    assert compare.sign_test(5, 5) == 1.0
+    assert compare.sign_test(24, 8) < 0.01 < compare.sign_test(17, 8)
+
+
+def test_run_writes_per_case_results_and_diff_counts_gains_and_losses(tmp_path):
+    # The built-in model (the cases are 256 px: a tiny random model is slower there), 2 steps.
+    out = tmp_path / "a.json"
+    compare.main(["run", str(BUILTIN), str(out), "--sets", "single,two,inpaint,pww4",
+                  "--n", "2", "--pww-n", "2", "--steps", "2"])
+    a = json.loads(out.read_text())
+    assert [len(a["sets"][s]) for s in ("single", "two", "inpaint", "pww4")] == [2, 2, 2, 2]
+    assert set(a["sets"]["single"][0]) >= {"color", "shape", "exact", "count"}
+    assert len(a["sets"]["pww4"][0]["placed"]) == 2  # one entry per object of the layout
+    # Inpainting keeps the unmasked pixels whatever the model draws.
+    assert all(c["outside_bit_exact"] for c in a["sets"]["inpaint"])
+    # B: the same cases with the first single-object case flipped on every measure.
+    b = json.loads(out.read_text())
+    b["model"] = "b"
+    first = b["sets"]["single"][0]
+    b["sets"]["single"][0] = {k: not v for k, v in first.items()}
+    lines = compare.diff(a, b)
+    for key, was in first.items():
+        row = next(x for x in lines if x.startswith(f"| single (n=2) | {key} |"))
+        gained, lost = (0, 1) if was else (1, 0)
+        assert row.split(" | ")[4:6] == [str(gained), str(lost)]
+    same = compare.diff(a, a)
+    assert all(x.endswith("| 0 | 0 | 1.000 |") for x in same[4:])
