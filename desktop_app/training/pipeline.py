@@ -17,7 +17,9 @@ $DC_TRAIN_CACHE or ~/.cache/diffusion-canvas-train, and the shipped weights in m
    steps; then grown into --arch deep32 (three more resnets each way at 32x32, starting as the
    identity) and trained GROW_STEPS more (new blocks at 1e-3, the rest at a quarter of it, cosine
    to 5e-5 over the last 60%), then RESTART_STEPS more from a warm restart (7e-4 and a quarter of
-   it, cosine to 5e-5 after the first 600)
+   it, cosine to 5e-5 after the first 600); then grown into --arch deep32_16 (one more resnet
+   and cross-attention block each way at 16x16) and trained GROW16_STEPS more (new blocks at
+   1e-3, the rest at a quarter, cosine to 5e-5 after the first 700)
 5. latent -> RGB preview factors fitted against the VAE
 Runs on 2 threads with OMP_WAIT_POLICY=PASSIVE (set before torch is imported).
 """
@@ -39,10 +41,12 @@ VAE_EDGE_STEPS = 5000
 DATA_CHUNKS = 16
 UNET_FG_WEIGHT = 4.0
 UNET_DECAY_FROM = 0.8
-# The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000, then
-# restarted and trained to 23,700.
+# The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000,
+# restarted and trained to 23,700, grown again (deep32_16) and trained to 26,000.
+UNET_STEPS = 18000
 GROW_STEPS = 3000
 RESTART_STEPS = 2700
+GROW16_STEPS = 2300
 
 
 def _vae_step() -> int:
@@ -56,7 +60,7 @@ def _vae_step() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--unet-steps", type=int, default=18000,
+    ap.add_argument("--unet-steps", type=int, default=UNET_STEPS,
                     help="steps of the base UNet before it is grown")
     args = ap.parse_args(argv)
     # Each VAE phase exports when it ends, so a run interrupted between phases is recognised by its
@@ -93,12 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
                    "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
     end = args.unet_steps + GROW_STEPS
-    unet.main(["--arch", "deep32", "--steps", str(end), "--lr", "1e-3", "--old-lr-scale", "0.25",
-               "--decay-from", str(end - int(GROW_STEPS * 0.6)), "--min-lr", "5e-5",
-               "--fg-weight", str(UNET_FG_WEIGHT)])
-    # A warm restart: the new blocks were still growing when the cosine ended.
-    unet.main(["--arch", "deep32", "--steps", str(end + RESTART_STEPS), "--lr", "7e-4",
-               "--old-lr-scale", "0.25", "--decay-from", str(end + 600), "--min-lr", "5e-5",
+    if _unet_arch() != "deep32_16":  # a run that grew again resumes in that phase
+        unet.main(["--arch", "deep32", "--steps", str(end), "--lr", "1e-3", "--old-lr-scale",
+                   "0.25", "--decay-from", str(end - int(GROW_STEPS * 0.6)), "--min-lr", "5e-5",
+                   "--fg-weight", str(UNET_FG_WEIGHT)])
+        # A warm restart: the new blocks were still growing when the cosine ended.
+        unet.main(["--arch", "deep32", "--steps", str(end + RESTART_STEPS), "--lr", "7e-4",
+                   "--old-lr-scale", "0.25", "--decay-from", str(end + 600), "--min-lr", "5e-5",
+                   "--fg-weight", str(UNET_FG_WEIGHT)])
+    end += RESTART_STEPS
+    unet.main(["--arch", "deep32_16", "--steps", str(end + GROW16_STEPS), "--lr", "1e-3",
+               "--old-lr-scale", "0.25", "--decay-from", str(end + 700), "--min-lr", "5e-5",
                "--fg-weight", str(UNET_FG_WEIGHT)])
 
 
