@@ -32,6 +32,7 @@ import numpy as np
 
 from desktop_app.document.job import (
     MAX_SIDE,
+    MIN_SIDE,
     PWW_MODES,
     SAMPLERS,
     EngineError,
@@ -91,10 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=_number(float, 0, 100), default=None,
                    help="guidance scale (default: what the model recommends, else 7.5)")
     p.add_argument("--sampler", choices=SAMPLERS, default="euler")
-    p.add_argument("--width", type=_number(int, 8, 4096), default=None,
+    p.add_argument("--width", type=_number(int, MIN_SIDE, MAX_SIDE), default=None,
                    help="default: the init image's width, else the model's size; any size "
                         "works (the job runs padded to multiples of 8 and is cropped back)")
-    p.add_argument("--height", type=_number(int, 8, 4096), default=None)
+    p.add_argument("--height", type=_number(int, MIN_SIDE, MAX_SIDE), default=None)
     p.add_argument("--init", type=Path, default=None, help="image for image-to-image / inpaint")
     p.add_argument("--mask", type=Path, default=None,
                    help="inpaint mask (needs --init): white = repaint, black = keep")
@@ -234,7 +235,7 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def _round(n: float) -> int:
-    return max(8, int(round(n)))
+    return max(MIN_SIDE, int(round(n)))
 
 
 def _init_size(args: argparse.Namespace, w0: int, h0: int) -> tuple[int, int]:
@@ -261,8 +262,9 @@ def _load_inputs(args: argparse.Namespace,
     image = load_image(args.init, warn=console.warn)
     h0, w0 = image.shape[:2]
     w, h = _init_size(args, w0, h0)
-    if min(w, h) < 8:
-        raise RequestError(f"--init {args.init}: {w}x{h} is too small (at least 8 pixels a side)")
+    if min(w, h) < MIN_SIDE:
+        raise RequestError(f"--init {args.init}: {w}x{h} is too small "
+                           f"(at least {MIN_SIDE} pixels a side)")
     if max(w, h) > MAX_SIDE:  # now, not after seconds of loading the model
         size = f"{w0}x{h0}" + (f" scaled to {w}x{h}" if (w, h) != (w0, h0) else "")
         raise RequestError(f"--init {args.init}: {size} is over the {MAX_SIDE}-pixel limit; "

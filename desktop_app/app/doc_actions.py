@@ -17,13 +17,12 @@ from desktop_app.app.qt_compat import emit
 from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.document import brush
 from desktop_app.document.canvas_doc import CanvasDocument, DocState
-from desktop_app.document.job import MAX_SIDE, RequestError
+from desktop_app.document.job import MAX_SIDE, MIN_SIDE, RequestError
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 from desktop_app.document.regions import RegionLayer, next_colour
 
 log = logging.getLogger(__name__)
 READ_ERRORS = (OSError, ValueError)  # RequestError is a ValueError
-MIN_SIDE = 8  # one latent pixel; any size above works (jobs pad to multiples of 8, crop back)
 
 
 class DocumentActions(QObject):
@@ -55,8 +54,8 @@ class DocumentActions(QObject):
         side = getattr(info, "default_size", 0)
         doc = self._doc
         untouched = doc.image is None and not doc.regions and not doc.has_mask()
-        if untouched and isinstance(side, int) and 8 <= side <= MAX_SIDE and doc.size != (side,
-                                                                                          side):
+        fits = isinstance(side, int) and MIN_SIDE <= side <= MAX_SIDE
+        if untouched and fits and doc.size != (side, side):
             doc.new(side, side)
 
     def resize_empty(self, width: int, height: int) -> None:

@@ -31,14 +31,15 @@ SAMPLER_LABELS = {
 }
 PWW_MODES = ("max", "std", "std_sigma2")  # w·log(1+σ)·max(QKᵀ), ·std(QKᵀ), w·log(1+σ²)·std(QKᵀ)
 MAX_SIDE = 4096
+MIN_SIDE = 8  # one latent pixel: the smallest canvas or init image the app and CLI take
 SIZE_MULTIPLE = 8  # what the VAE needs; any request size is run padded up to it, then cropped
+MAX_REGION_STRENGTH = 10.0  # the regions panel's range; far beyond it the attention overflows
 
 
 def padded_size(width: int, height: int) -> tuple[int, int]:
     """The size a job of width x height runs at: each side rounded up to SIZE_MULTIPLE."""
     m = SIZE_MULTIPLE
     return -(-width // m) * m, -(-height // m) * m
-MAX_REGION_STRENGTH = 10.0  # the regions panel's range; far beyond it the attention overflows
 
 
 class RequestError(ValueError):

@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             for name in args.sets.split(",")}
     args.out.write_text(json.dumps({"model": args.model, "steps": args.steps, "sets": sets}) + "\n")
     for name, cases in sets.items():
-        print(f"{name} (n={len(cases)}): " + ", ".join(
-            f"{key} {sum(_flat(cases, key)) / len(_flat(cases, key)):.1%}" for key in cases[0]))
+        rates = {key: _flat(cases, key) for key in cases[0]}
+        print(f"{name} (n={len(cases)}): "
+              + ", ".join(f"{key} {sum(v) / len(v):.1%}" for key, v in rates.items()))
 
 
 if __name__ == "__main__":
