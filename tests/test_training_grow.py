@@ -160,3 +160,54 @@ def test_training_grows_a_deep32_checkpoint_and_trains_only_the_new_blocks_fast(
     # A checkpoint that cannot grow into the asked architecture is refused by name.
     with pytest.raises(SystemExit, match="cannot grow"):
         training_unet.main(["--arch", "deep32", "--steps", "52", "--batch", "2", "--eval-n", "0"])
+
+
+def test_training_the_text_encoders_top_layer_with_the_unet(tmp_path, monkeypatch):
+    # --text-layers 1: the caption goes through the text encoder in the training step, only its
+    # last layer learns, and the model folder gets that encoder beside the UNet.
+    from transformers import BertModel
+
+    from desktop_app.training import data, export
+
+    common = _tiny_cache(tmp_path, monkeypatch)
+    text = torch.load(data.DATA_DIR / "text_000.pt")
+    text["captions"] = [["a red circle at the top left", "red circle, top left"],
+                        ["a big blue square in the center", "blue square"],
+                        ["a small green triangle at the bottom", "a green triangle"],
+                        ["there is a white circle on the right", "white circle"]]
+    torch.save(text, data.DATA_DIR / "text_000.pt")
+    tok, enc = data.load_text_encoder()
+    common.MODEL_DIR.mkdir()
+    export.save_text_encoder(enc, common.MODEL_DIR)
+    tok.save_pretrained(common.MODEL_DIR / "tokenizer")
+    torch.manual_seed(5)
+    net = training_unet.make_unet("deep32_16")
+    # A checkpoint without text layers (the UNet's Adam state kept): they join at its step.
+    added = training_unet.grown_tensors("deep32_16")
+    named = list(net.named_parameters())
+    opt = torch.optim.AdamW([{"params": [p for k, p in named if k not in added]},
+                             {"params": [p for k, p in named if k in added]}])
+    torch.save({"model": net.state_dict(), "ema": net.state_dict(), "opt": opt.state_dict(),
+                "step": 50, "arch": "deep32_16"}, common.CACHE_DIR / "unet.pt")
+    args = ["--arch", "deep32_16", "--steps", "53", "--batch", "2", "--eval-n", "0",
+            "--text-layers", "1", "--text-lr-scale", "1", "--lr", "1e-3", "--ema", "0"]
+    training_unet.main(args)
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st["step"], st["text_layers"], st["text_from"]) == (53, 1, 50)
+    shipped = BertModel.from_pretrained(common.MODEL_DIR / "text_encoder", add_pooling_layer=False)
+    changed = {k.split(".")[2] for k, v in shipped.state_dict().items()
+               if k.startswith("encoder.layer.")
+               and not torch.equal(v, enc.state_dict()[k].half().float())}
+    assert changed == {"5"}  # the top layer learned; the five below are untouched
+    assert shipped.embeddings.word_embeddings.weight.dtype == torch.float32  # fp16 on disk only
+    state = json.loads((common.MODEL_DIR / "training_state.json").read_text())
+    assert (state["step"], state["text_layers"]) == (53, 1)
+    # Resuming keeps the text layers' state; a run that would use the cached embeddings of the
+    # pretrained encoder is refused, since the shipped one no longer matches them.
+    training_unet.main([*args[:3], "54", *args[4:]])
+    st2 = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st2["step"], st2["text_from"]) == (54, 50)
+    assert not torch.equal(st2["text"]["0.output.dense.weight"], st["text"]["0.output.dense.weight"])
+    with pytest.raises(SystemExit, match="--text-layers"):
+        training_unet.main(["--arch", "deep32_16", "--steps", "55", "--batch", "2",
+                            "--eval-n", "0"])

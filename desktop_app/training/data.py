@@ -43,15 +43,21 @@ def load_text_encoder():
     return tok, enc
 
 
+def tokenize(tok, texts: list[str]):
+    """Token ids and attention mask as the diffusers pipeline makes them (padded to MAX_TOKENS)."""
+    ids = tok(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+              return_tensors="pt")
+    return ids.input_ids, ids.attention_mask
+
+
 def embed(tok, enc, texts: list[str]):
     """Token embeddings as the diffusers pipeline computes them: padded to MAX_TOKENS, with the
     attention mask (the model's config sets use_attention_mask)."""
     import torch
 
-    ids = tok(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-              return_tensors="pt")
+    ids, att = tokenize(tok, texts)
     with torch.no_grad():
-        return enc(ids.input_ids, attention_mask=ids.attention_mask)[0]
+        return enc(ids, attention_mask=att)[0]
 
 
 def scene_to_json(s: scenes.Scene) -> dict:

@@ -38,8 +38,8 @@ MODEL_INDEX = {
 
 
 def export_static() -> None:
-    """Everything but the UNet and VAE: frozen text encoder (fp16 on disk), tokenizer, scheduler."""
-    import torch
+    """Everything but the UNet and VAE: the pretrained text encoder (fp16 on disk), tokenizer,
+    scheduler."""
     from diffusers import EulerDiscreteScheduler
     from transformers import AutoTokenizer, BertModel
 
@@ -48,22 +48,35 @@ def export_static() -> None:
     out = common.MODEL_DIR
     out.mkdir(parents=True, exist_ok=True)
     src = data.text_encoder_path()
-    enc = BertModel.from_pretrained(src, add_pooling_layer=False)
-    # The pipeline passes the attention mask only when the config asks for it.
-    enc.config.use_attention_mask = True
-    enc.to(torch.float16).save_pretrained(out / "text_encoder", safe_serialization=True)
-    # Weights are stored in fp16 to stay under the size budget; the config says float32 so that
-    # loaders that honour the saved dtype compute in fp32 (as training did) on the CPU.
-    cfg_path = out / "text_encoder" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["dtype"] = "float32"
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    save_text_encoder(BertModel.from_pretrained(src, add_pooling_layer=False), out)
     tok = AutoTokenizer.from_pretrained(src, model_max_length=data.MAX_TOKENS)
     tok.save_pretrained(out / "tokenizer")
     EulerDiscreteScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
     write_generation_defaults()
     write_vocabulary()
     (out / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
+
+
+def save_text_encoder(enc, out=None) -> None:
+    """Write `enc` (a BertModel) as the model folder's text encoder: weights in fp16 to stay under
+    the size budget, config saying float32 so that loaders that honour the saved dtype compute in
+    fp32 (as training did) on the CPU, and the attention mask switched on (the pipeline passes it
+    only when the config asks). Written beside the old folder and swapped in."""
+    import copy
+
+    import torch
+
+    out = common.MODEL_DIR if out is None else out
+    enc = copy.deepcopy(enc)
+    enc.config.use_attention_mask = True
+    final, tmp = out / "text_encoder", out / "text_encoder.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    enc.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    cfg = json.loads((tmp / "config.json").read_text())
+    cfg["dtype"] = "float32"
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
 
 
 def write_generation_defaults() -> None:
@@ -102,7 +115,9 @@ def fit_latent_rgb() -> dict:
     return res
 
 
-def export_unet(unet, step: int) -> None:
+def export_unet(unet, step: int, text_layers: int = 0) -> None:
+    """Write the UNet and the training state (step, and how many of the text encoder's top layers
+    were trained with it: the caller exports that encoder)."""
     out = common.MODEL_DIR / "unet"
     tmp = common.MODEL_DIR / "unet.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -112,6 +127,10 @@ def export_unet(unet, step: int) -> None:
     state_file = common.MODEL_DIR / "training_state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     state["step"] = step
+    if text_layers:
+        state["text_layers"] = text_layers
+    else:
+        state.pop("text_layers", None)
     state_file.write_text(json.dumps(state) + "\n")
 
 
