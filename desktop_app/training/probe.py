@@ -130,12 +130,71 @@ class Prober:
         return out
 
 
+def binding(text_encoder: str, n: int = 48, seed: int = 9) -> dict[str, float]:
+    """How much the text encoder's word vectors know which object they belong to. For n two-object
+    captions (`scenes.canonical_caption`) and the same captions with the two objects' places
+    swapped: each object's colour and shape words against themselves (mean cosine), and each place
+    phrase's words, first bound to one object, then to the other. 1.0 means a word's vector
+    ignores the rest of the sentence; the UNet then has to bind by token order alone."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    tok = AutoTokenizer.from_pretrained(common.MODEL_DIR / "tokenizer")
+    enc = BertModel.from_pretrained(text_encoder, add_pooling_layer=False).float().eval()
+
+    def read(scene):
+        """Normalised word vectors, and per object the token indices of its colour + shape words
+        and of its place words."""
+        cap = scenes.canonical_caption(scene)
+        ids = tok(cap, return_offsets_mapping=True, return_tensors="pt")
+        at = {a: i for i, (a, b) in enumerate(ids.pop("offset_mapping")[0].tolist()) if b > a}
+        with torch.no_grad():
+            h = torch.nn.functional.normalize(enc(**ids)[0][0], dim=-1)
+        objects, places, pos = [], [], 0
+        for shape in scene.shapes:
+            part = scenes.canonical_caption(scenes.Scene(scene.background, (shape,),
+                                                         scene.offsets[:1])).split(" on a ")[0]
+            pos = cap.index(part, pos)
+            words = part.split(" ")
+            offs = np.cumsum([0] + [len(w) + 1 for w in words[:-1]]) + pos
+            objects.append([at[o] for w, o in zip(words, offs, strict=True)
+                            if w in (shape.color, shape.shape)])
+            places.append([at[o] for o in offs[-len(shape.cell_name.split()):]])
+            pos += len(part)
+        return h, objects, places
+
+    rng = np.random.default_rng(seed)
+    sims: dict[str, list[float]] = {"object words": [], "place words": []}
+    for _ in range(n):
+        sc = scenes.random_scene(rng, held_out=None, n_objects=2)
+        a, b = sc.shapes
+        swapped = scenes.Scene(sc.background, (
+            scenes.Shape(a.color, a.shape, a.size, b.cell),
+            scenes.Shape(b.color, b.shape, b.size, a.cell)), sc.offsets)
+        h0, obj0, pl0 = read(sc)
+        h1, obj1, pl1 = read(swapped)
+        for k in range(2):
+            sims["object words"] += [float(h0[i] @ h1[j]) for i, j in zip(obj0[k], obj1[k],
+                                                                       strict=True)]
+            # Object k's place phrase in the original is object 1-k's in the swapped caption.
+            sims["place words"] += [float(h0[i] @ h1[j]) for i, j in zip(pl0[k], pl1[1 - k],
+                                                                      strict=True)]
+    return {k: float(np.mean(v)) for k, v in sims.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--unet", default=str(common.MODEL_DIR / "unet"))
     ap.add_argument("--noises", type=int, default=8)
+    ap.add_argument("--binding", metavar="TEXT_ENCODER",
+                    help="only measure how much this text encoder's word vectors know which "
+                         "object they belong to (binding())")
     args = ap.parse_args(argv)
     common.setup_threads()
+    if args.binding:
+        for k, v in binding(args.binding).items():
+            print(f"{k}: mean cosine with the objects' places swapped {v:.3f}")
+        return
     p = Prober(args.unet, args.noises)
     print("word sensitivity (share of the x0 estimate that changes with the words), by timestep")
     print("| words | " + " | ".join(f"t={t}" for t in TIMESTEPS) + " |")
