@@ -6,7 +6,8 @@ v-prediction on a linear-beta DDPM schedule (terminal SNR ~4e-5), plain v-MSE lo
 dropout for classifier-free guidance, AdamW 1e-3 after 300 warm-up steps, half the samples with a
 full mask (text-to-image) and half with a cached random mask (inpainting), EMA weights for
 inference. Checkpoints every few minutes to the training cache and resumes from there, or
-warm-starts from the shipped weights.
+warm-starts from the shipped weights. With --text-layers N the text encoder's top N layers train
+too (TextTop), on the captions instead of their cached embeddings.
 """
 
 from __future__ import annotations
