@@ -20,7 +20,9 @@ import time
 
 import numpy as np
 
-from desktop_app.training import common, data
+from desktop_app.training import common
+from desktop_app.training.dataset import Dataset
+from desktop_app.training.text_layers import TextTop
 
 UNET_CONFIG = dict(
     sample_size=32,
@@ -65,7 +67,6 @@ SCHEDULER_CONFIG = dict(
     timestep_spacing="trailing",
     steps_offset=1,
 )
-CFG_DROP = 0.15
 
 
 def loss_weight(snr, weighting: str):
@@ -189,158 +190,6 @@ def grown_tensors(arch: str) -> set[str]:
     small, big = make_unet(PARENT[arch]), make_unet(arch)
     rename = _renamer(small.config, big.config)
     return set(big.state_dict()) - {rename(k) for k in small.state_dict()}
-
-
-class Dataset:
-    """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
-
-    def __init__(self, tokenizer=None) -> None:
-        self.chunks = 0
-        self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
-        self.reload()
-        if not self.chunks:
-            raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
-                             "and `... latents` first")
-
-    @staticmethod
-    def available() -> int:
-        c = 0
-        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
-                data.DATA_DIR / f"text_{c:03d}.pt").exists():
-            c += 1
-        return c
-
-    def reload(self) -> bool:
-        import torch
-
-        if self.available() <= self.chunks:
-            return False
-        self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
-        captions: list[str] = []
-        c = 0
-        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
-                data.DATA_DIR / f"text_{c:03d}.pt").exists():
-            t = torch.load(data.DATA_DIR / f"text_{c:03d}.pt", weights_only=False)
-            lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
-            self.emb.append(t["emb"])
-            captions += [c for cs in t.get("captions", ()) for c in cs]
-            self.lat.append(lt["lat"])
-            self.mlat.append(lt["mlat"])
-            self.masks.append(lt["mask_bits"])
-            fg_path = data.DATA_DIR / f"fg_{c:03d}.pt"
-            self.fg.append(torch.load(fg_path) if fg_path.exists()
-                           else torch.zeros(lt["lat"].shape[0], *lt["lat"].shape[-2:]).half())
-            c += 1
-        self.chunks = c
-        self.emb = torch.cat(self.emb)
-        self.lat = torch.cat(self.lat)
-        self.mlat = torch.cat(self.mlat)
-        self.masks = torch.cat(self.masks)
-        self.fg = torch.cat(self.fg)
-        self.empty = torch.load(data.DATA_DIR / "empty.pt")
-        self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
-        self.n = len(self.lat)
-        if self.tokenizer is not None:
-            k = self.emb.shape[1]
-            if len(captions) != self.n * k:
-                raise SystemExit("--text-layers needs the captions in the text chunks: rerun "
-                                 "`python -m desktop_app.training.data text`")
-            ids, att = data.tokenize(self.tokenizer, captions + [""])
-            self.ids, self.att = ids[:-1].view(self.n, k, -1), att[:-1].view(self.n, k, -1)
-            self.empty_ids, self.empty_att = ids[-1], att[-1]
-        return True
-
-    def batch(self, rng: np.random.Generator, size: int):
-        import torch
-        import torch.nn.functional as F
-
-        idx = torch.from_numpy(rng.integers(0, self.n, size))
-        cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
-        emb = self.emb[idx, cap].float()
-        drop = torch.from_numpy(rng.random(size) < CFG_DROP)
-        emb[drop] = self.empty.float()
-        tokens = None
-        if self.tokenizer is not None:
-            ids, att = self.ids[idx, cap].clone(), self.att[idx, cap].clone()
-            ids[drop], att[drop] = self.empty_ids, self.empty_att
-            tokens = (ids, att)
-        lat = self.lat[idx].float()
-        bits = np.unpackbits(self.masks[idx].numpy(), axis=-1)[..., :256].astype(np.float32)
-        mask = F.interpolate(torch.from_numpy(bits)[:, None], size=lat.shape[-2:])  # nearest
-        mlat = self.mlat[idx].float()
-        full = torch.from_numpy(rng.random(size) < 0.5)
-        mask[full] = 1.0
-        mlat[full] = self.masked_full.float()
-        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens
-
-
-class TextTop:
-    """The text encoder's top `k` transformer layers, trained with the UNet (--text-layers k).
-
-    The frozen all-MiniLM-L6-v2 gives each word a vector that barely depends on the rest of the
-    sentence: in "a small blue square in the center and a big green triangle at the top left"
-    and the same caption with the two places swapped, "square" has cosine 0.999 with itself and
-    "center" 0.96. So which object goes where reached the UNet only through the order of the
-    tokens, and two-object scenes stayed wrong even on captions of training scenes (every
-    attribute of both right: 15% of 48, against 16% held out). Trained top layers can write an
-    object's place into its words and its colour and shape into its place words. They start as
-    the shipped (pretrained) layers, so training starts from the same function; the layers below
-    stay frozen and everything keeps the diffusers BertModel format."""
-
-    def __init__(self, k: int) -> None:
-        import torch
-        from transformers import AutoTokenizer, BertModel
-
-        self.k = k
-        self.tok = AutoTokenizer.from_pretrained(common.MODEL_DIR / "tokenizer")
-        self.enc = BertModel.from_pretrained(common.MODEL_DIR / "text_encoder",
-                                             add_pooling_layer=False).float().eval()
-        n = len(self.enc.encoder.layer)
-        if not 0 < k <= n:
-            raise SystemExit(f"--text-layers must be 1..{n} (the text encoder has {n} layers)")
-        self.enc.requires_grad_(False)
-        self.top = self.enc.encoder.layer[n - k:]
-        self.top.requires_grad_(True)
-        self.ema = copy.deepcopy(self.top).requires_grad_(False)
-        self.start = torch.nn.utils.parameters_to_vector(self.top.parameters()).detach().clone()
-
-    def params(self) -> list:
-        return list(self.top.parameters())
-
-    def __call__(self, tokens):
-        ids, att = tokens
-        return self.enc(ids, attention_mask=att)[0]
-
-    def state(self) -> dict:
-        return {"text_layers": self.k, "text": self.top.state_dict(),
-                "text_ema": self.ema.state_dict()}
-
-    def load(self, st: dict) -> None:
-        self.top.load_state_dict(st["text"])
-        self.ema.load_state_dict(st["text_ema"])
-
-    def update_ema(self, decay: float) -> None:
-        import torch
-
-        with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.top.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
-
-    def drift(self) -> float:
-        """How far the trained layers have moved: relative L2 change of their weights."""
-        import torch
-
-        now = torch.nn.utils.parameters_to_vector(self.top.parameters()).detach()
-        return float((now - self.start).norm() / self.start.norm())
-
-    def export(self, out=None) -> None:
-        """The EMA weights as the model folder's text encoder (`out`: another model folder)."""
-        from desktop_app.training import export
-
-        enc = copy.deepcopy(self.enc)
-        n = len(enc.encoder.layer)
-        enc.encoder.layer[n - self.k:].load_state_dict(self.ema.state_dict())
-        export.save_text_encoder(enc, out)
 
 
 def main(argv: list[str] | None = None) -> None:

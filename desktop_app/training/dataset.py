@@ -1,0 +1,95 @@
+"""The built-in UNet's training batches: cached latents, masks, foreground maps and caption
+embeddings (or caption token ids, when the text encoder's top layers train too) in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from desktop_app.training import data
+
+# Share of samples whose caption is dropped (classifier-free guidance).
+CFG_DROP = 0.15
+
+
+class Dataset:
+    """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
+
+    def __init__(self, tokenizer=None) -> None:
+        self.chunks = 0
+        self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
+        self.reload()
+        if not self.chunks:
+            raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
+                             "and `... latents` first")
+
+    @staticmethod
+    def available() -> int:
+        c = 0
+        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
+                data.DATA_DIR / f"text_{c:03d}.pt").exists():
+            c += 1
+        return c
+
+    def reload(self) -> bool:
+        import torch
+
+        if self.available() <= self.chunks:
+            return False
+        self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
+        captions: list[str] = []
+        c = 0
+        while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
+                data.DATA_DIR / f"text_{c:03d}.pt").exists():
+            t = torch.load(data.DATA_DIR / f"text_{c:03d}.pt", weights_only=False)
+            lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
+            self.emb.append(t["emb"])
+            captions += [text for scene in t.get("captions", ()) for text in scene]
+            self.lat.append(lt["lat"])
+            self.mlat.append(lt["mlat"])
+            self.masks.append(lt["mask_bits"])
+            fg_path = data.DATA_DIR / f"fg_{c:03d}.pt"
+            self.fg.append(torch.load(fg_path) if fg_path.exists()
+                           else torch.zeros(lt["lat"].shape[0], *lt["lat"].shape[-2:]).half())
+            c += 1
+        self.chunks = c
+        self.emb = torch.cat(self.emb)
+        self.lat = torch.cat(self.lat)
+        self.mlat = torch.cat(self.mlat)
+        self.masks = torch.cat(self.masks)
+        self.fg = torch.cat(self.fg)
+        self.empty = torch.load(data.DATA_DIR / "empty.pt")
+        self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
+        self.n = len(self.lat)
+        if self.tokenizer is not None:
+            k = self.emb.shape[1]
+            if len(captions) != self.n * k:
+                raise SystemExit("--text-layers needs the captions in the text chunks: rerun "
+                                 "`python -m desktop_app.training.data text`")
+            ids, att = data.tokenize(self.tokenizer, captions + [""])
+            self.ids, self.att = ids[:-1].view(self.n, k, -1), att[:-1].view(self.n, k, -1)
+            self.empty_ids, self.empty_att = ids[-1], att[-1]
+        return True
+
+    def batch(self, rng: np.random.Generator, size: int):
+        import torch
+        import torch.nn.functional as F
+
+        idx = torch.from_numpy(rng.integers(0, self.n, size))
+        cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
+        drop = torch.from_numpy(rng.random(size) < CFG_DROP)
+        if self.tokenizer is None:  # the cached embeddings of the frozen encoder
+            emb = self.emb[idx, cap].float()
+            emb[drop] = self.empty.float()
+            tokens = None
+        else:  # token ids for the trained text layers (TextTop), which embed them
+            ids, att = self.ids[idx, cap].clone(), self.att[idx, cap].clone()
+            ids[drop], att[drop] = self.empty_ids, self.empty_att
+            emb, tokens = None, (ids, att)
+        lat = self.lat[idx].float()
+        bits = np.unpackbits(self.masks[idx].numpy(), axis=-1)[..., :256].astype(np.float32)
+        mask = F.interpolate(torch.from_numpy(bits)[:, None], size=lat.shape[-2:])  # nearest
+        mlat = self.mlat[idx].float()
+        full = torch.from_numpy(rng.random(size) < 0.5)
+        mask[full] = 1.0
+        mlat[full] = self.masked_full.float()
+        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens
