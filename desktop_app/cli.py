@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paint-with-words layout (JSON) of regions and their words")
     p.add_argument("--pww-scale", type=_number(float, 0, 10), default=0.1)
     p.add_argument("--pww-mode", choices=PWW_MODES, default="max")
+    p.add_argument("--pww-outside", type=_number(float, 0, 10), default=1.0,
+                   help="push a region's words away from outside the region by this share of "
+                        "its strength (0: eDiff-I's bias inside only)")
     p.add_argument("--previews", type=Path, default=None,
                    help="folder to write each step's preview to (step_001.png, ...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -313,7 +316,8 @@ def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.nd
         strength=args.strength if init is not None else 1.0, init_image=init, mask=mask,
         mask_grow=args.mask_grow, mask_feather=args.mask_feather,
         inpaint_only_masked=args.inpaint_only_masked, inpaint_padding=args.inpaint_padding,
-        regions=regions, pww_scale=args.pww_scale, pww_mode=args.pww_mode, model=model_name,
+        regions=regions, pww_scale=args.pww_scale, pww_mode=args.pww_mode,
+        pww_outside=args.pww_outside, model=model_name,
     )
     request.validate()
     return request

@@ -18,6 +18,7 @@ from desktop_app.document.metadata import (
     parse_a1111,
     read_metadata,
     read_png_metadata,
+    request_from_payload,
     save_png_with_metadata,
 )
 
@@ -25,7 +26,7 @@ from desktop_app.document.metadata import (
 def _assert_same_request(a: JobRequest, b: JobRequest) -> None:
     for name in ("kind", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler",
                  "width", "height", "strength", "mask_grow", "mask_feather",
-                 "inpaint_only_masked", "inpaint_padding", "pww_scale", "pww_mode", "model",
+                 "inpaint_only_masked", "inpaint_padding", "pww_scale", "pww_mode", "pww_outside", "model",
                  "extras"):
         assert getattr(a, name) == getattr(b, name), name
     for name in ("init_image", "mask"):
@@ -54,7 +55,7 @@ def _inpaint_request(size: int = 64) -> JobRequest:
         init_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), mask=soft,
         mask_grow=-3, mask_feather=2.5, inpaint_only_masked=True, inpaint_padding=16,
         regions=(Region("red fox", hard, 1.5, "fox"), Region("snow", eighths, 0.5, "ground")),
-        pww_scale=0.2, pww_mode="std", model="tiny-sd, v2", extras={"note": "ünïcode ✓"},
+        pww_scale=0.2, pww_mode="std", pww_outside=0.25, model="tiny-sd, v2", extras={"note": "ünïcode ✓"},
     )
 
 
@@ -70,6 +71,19 @@ def test_round_trip_through_a_png_is_exact(tmp_path):
     with Image.open(path) as img:
         assert img.info[PARAMETERS_KEY].startswith("a red fox")
         assert json.loads(img.info[JSON_KEY])["result"]["region_adherence"] == [0.7, 0.4]
+
+
+def test_a_file_from_before_outside_suppression_restores_without_it(tmp_path):
+    # Images saved before pww_outside existed were painted with the bias inside only; restoring
+    # one must not silently switch the suppression on and give a different picture.
+    req = _inpaint_request().replace(pww_outside=1.0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    path = save_png_with_metadata(tmp_path / "new.png", image, req, "tiny")
+    assert read_metadata(path).pww_outside == 1.0
+    texts, blobs = read_png_metadata(path)
+    doc = json.loads(texts[JSON_KEY])
+    del doc["pww_outside"]
+    assert request_from_payload(json.dumps(doc), blobs).pww_outside == 0.0
 
 
 def test_text_to_image_round_trip(tmp_path):

@@ -171,6 +171,38 @@ def test_overlapping_regions_add(unet, clip):
     assert shift[:, 12, 2, blue].abs().max() < 1e-4  # bottom-left: not in "blue square"
 
 
+def test_outside_suppression_pushes_words_away_from_outside_their_regions(unet, clip):
+    top = np.zeros((128, 128), np.float32)
+    top[:64] = 1
+    regions = (Region("red circle", left_half(), 1.0), Region("red", top, 2.0))
+    attn = attn2(unet, 256)
+    g = torch.Generator().manual_seed(3)
+    hs = torch.randn(1, 256, attn.to_q.in_features, generator=g)
+    e = torch.randn(1, 77, 32, generator=g)
+    shifts = {}
+    for outside in (0.0, 0.5):
+        pww = PaintWithWords(unet, [clip], PROMPT, regions, (LATENT, LATENT), do_cfg=False,
+                             outside=outside)
+        pww.set_sigma(5.0)
+        with torch.no_grad():
+            q, k, _ = project(attn, hs, e, None)
+            scores = (q @ k.transpose(-1, -2)) * attn.scale
+            shift = torch.log(pww.cond_probs(q, k, attn.scale) / scores.softmax(-1))
+        shifts[outside] = (shift - shift[..., :1])[0].reshape(8, 16, 16, 77)
+    unit = 0.1 * math.log1p(5.0) * float(scores.amax())
+    red, circle, blue = 2, 3, 6
+    s = shifts[0.5]
+    # Inside a token's regions the bias is the same as without suppression.
+    assert torch.allclose(s[:, :8, :8], shifts[0.0][:, :8, :8], atol=1e-4)
+    assert s[:, 12, 2, red].mean() == pytest.approx(unit, rel=1e-4)  # bottom-left: "red circle"
+    # Outside all of a token's regions: minus 0.5 x its strongest region's strength.
+    assert s[:, 12, 12, red].mean() == pytest.approx(-0.5 * 2 * unit, rel=1e-4)
+    assert s[:, 2, 12, circle].mean() == pytest.approx(-0.5 * unit, rel=1e-4)
+    assert s[:, 12, 12, circle].mean() == pytest.approx(-0.5 * unit, rel=1e-4)
+    assert s[..., blue].abs().max() < 1e-4  # a word no region owns is left alone
+    assert shifts[0.0][:, 12, 12, [red, circle]].abs().max() < 1e-4
+
+
 def test_unet_output_only_conditional_half_changes(unet, clip, inputs):
     stock = run(unet, *inputs)
     pww = PaintWithWords(unet, [clip], PROMPT, (Region("red circle", left_half(), 1.0),),

@@ -60,3 +60,14 @@ def test_maps_without_regions_leave_the_image_unchanged(engine_for, model, kind)
     plain = engine.run(_request(kind))
     np.testing.assert_array_equal(with_maps.image, plain.image)
     assert previews and previews[-1].attention
+
+
+@pytest.mark.parametrize("model", ["tiny_sd", "tiny_builtin"])
+def test_outside_suppression_keeps_the_words_attention_in_their_regions(engine_for, model):
+    engine = engine_for(model)
+    regions = (Region("red cat", _left(), 2.0), Region("blue sofa", 1 - _left(), 2.0))
+    inside_only = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=0.0))
+    pushed = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=2.0))
+    assert not np.array_equal(inside_only.image, pushed.image)
+    for before, after in zip(inside_only.region_adherence, pushed.region_adherence, strict=True):
+        assert after > before + 0.02

@@ -161,6 +161,7 @@ class CanvasDocument:
             mask_feather=settings.mask_feather,
             regions=tuple(r.to_region() for r in self.painted_regions()),
             pww_scale=settings.pww_scale,
+            pww_outside=settings.pww_outside,
             model=model,
         )
 

@@ -59,7 +59,8 @@ def request_settings(req: JobRequest, base: GenerationSettings) -> GenerationSet
     return base.replace(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
                         cfg_scale=req.cfg_scale, sampler=req.sampler, seed_mode="fixed",
                         seed=int(req.seed), strength=req.strength, mask_grow=req.mask_grow,
-                        mask_feather=req.mask_feather, pww_scale=req.pww_scale)
+                        mask_feather=req.mask_feather, pww_scale=req.pww_scale,
+                        pww_outside=req.pww_outside)
 
 
 class History:

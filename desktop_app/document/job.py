@@ -89,6 +89,9 @@ class JobRequest:
     regions: tuple[Region, ...] = ()
     pww_scale: float = 0.1  # the reference implementation's 0.1 factor
     pww_mode: str = "max"
+    # A region's words are also pushed away from everywhere outside the region, by this share of
+    # its strength (0 = eDiff-I's bias inside only).
+    pww_outside: float = 1.0
     model: str = ""  # display name / path of the model, for metadata only
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +120,9 @@ class JobRequest:
             raise RequestError(f"strength must be in (0, 1] (got {self.strength})")
         if self.pww_mode not in PWW_MODES:
             raise RequestError(f"unknown paint-with-words mode {self.pww_mode!r}")
+        if not 0.0 <= self.pww_outside <= 10.0:
+            raise RequestError("paint-with-words outside suppression must be from 0 to 10 "
+                               f"(got {self.pww_outside})")
         shape = (self.height, self.width)
         if self.kind in (JobKind.IMAGE_TO_IMAGE, JobKind.INPAINT):
             if self.init_image is None:

@@ -27,6 +27,7 @@ class GenerationSettings:
     mask_feather: float = 0.0
     mask_grow: int = 0
     pww_scale: float = 0.1
+    pww_outside: float = 1.0
     attention_maps: bool = True
 
     def replace(self, **changes: Any) -> GenerationSettings:

@@ -221,7 +221,7 @@ class Engine:
         return PaintWithWords(
             pipe.unet, loading.tokenizers_of(pipe), request.prompt, work.regions,
             latent_hw=(work.height // f, work.width // f), scale=request.pww_scale,
-            mode=request.pww_mode, collect_attention=collect,
+            mode=request.pww_mode, outside=request.pww_outside, collect_attention=collect,
             do_cfg=request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None)
 
     @torch.no_grad()

@@ -8,6 +8,13 @@ the region's words):
     std:        scale · w · log(1 + σ)  · std(QKᵀ/√d)
     std_sigma2: scale · w · log(1 + σ²) · std(QKᵀ/√d)
 
+With `outside` = a > 0 (the engine passes JobRequest.pww_outside, 1 by default) the region's
+tokens also get the negative of that bias, times a, at every pixel outside all the regions that
+own them: a word painted into one place is pushed away from the rest of the image, so its colour
+or shape stops leaking onto the other objects (on the built-in model at w = 8, objects placed in
+their cell rose from 55.9% to 63.2% of 288; see its model card). a = 0 is eDiff-I's bias, inside
+only.
+
 The statistic is one scalar per batch element over the whole score tensor of the call (all
 heads, pixels and tokens). The reference implementation adds the bias to raw QKᵀ and scales
 the sum afterwards, which is the same thing: max and std are proportional to the scale.
@@ -123,7 +130,8 @@ class PaintWithWords:
 
     def __init__(self, unet: Any, tokenizers: list, prompt: str, regions: tuple[Region, ...],
                  latent_hw: tuple[int, int], scale: float = 0.1, mode: str = "max",
-                 collect_attention: bool = False, do_cfg: bool = True) -> None:
+                 collect_attention: bool = False, do_cfg: bool = True,
+                 outside: float = 0.0) -> None:
         if mode not in PWW_MODES:
             raise ValueError(f"unknown paint-with-words mode {mode!r}; choose one of {PWW_MODES}")
         self.unet = unet
@@ -131,6 +139,7 @@ class PaintWithWords:
         self.latent_hw = (int(latent_hw[0]), int(latent_hw[1]))
         self.scale = float(scale)
         self.mode = mode
+        self.outside = float(outside)
         self.collect_attention = bool(collect_attention)
         self.do_cfg = bool(do_cfg)
         self.warnings: list[str] = []
@@ -209,14 +218,21 @@ class PaintWithWords:
         return infer_hw(n, self.latent_hw)
 
     def _template(self, n: int) -> torch.Tensor:
-        """(n, tokens) sum over regions of strength · mask(pixel) · [token belongs to region]."""
+        """(n, tokens): sum over regions of strength · mask(pixel) · [token belongs to region],
+        minus outside · (strongest region of the token) · (1 − the token's regions' cover)."""
         if n not in self._templates:
             hw = self._hw(n)
             tokens = max(max(t) for _, t in self._active) + 1
             tpl = torch.zeros(n, tokens)
+            cover = torch.zeros(n, tokens)
+            top = torch.zeros(tokens)
             for region, toks in self._active:
-                m = resize_mask(region.mask, hw).reshape(n, 1) * float(region.strength)
-                tpl[:, toks] += m
+                m = torch.as_tensor(resize_mask(region.mask, hw).reshape(n, 1))
+                tpl[:, toks] += m * float(region.strength)
+                cover[:, toks] = torch.maximum(cover[:, toks], m)
+                top[toks] = torch.clamp(top[toks], min=float(region.strength))
+            if self.outside:
+                tpl -= self.outside * top * (1 - cover)
             self._templates[n] = tpl
         return self._templates[n]
 

@@ -116,6 +116,10 @@ class GenerationPanel(QWidget):
         edge_row.addWidget(self.mask_grow, 1)
         edge_row.addWidget(QLabel("feather"))
         edge_row.addWidget(self.mask_feather, 1)
+        self.pww_outside = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.25, value=1.0)
+        self.pww_outside.setToolTip(
+            "Paint-with-words: how hard each region's words are pushed away from the rest of the "
+            "image, as a share of the region's strength (0 = only pulled into the region)")
         self.kind_label = QLabel()
         self.kind_label.setWordWrap(True)
         self.kind_label.setStyleSheet("color: palette(mid); font-style: italic")
@@ -126,6 +130,7 @@ class GenerationPanel(QWidget):
         form.addRow("Size", size_row)
         form.addRow("Strength", self.strength)
         form.addRow("Mask edge", edge_row)
+        form.addRow("Keep words in regions", self.pww_outside)
         form.addRow("Job", self.kind_label)
         return box
 
@@ -183,7 +188,8 @@ class GenerationPanel(QWidget):
             steps=self.steps.value(), cfg_scale=self.cfg.value(),
             sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
             seed=self.seed.value(), strength=self.strength.value(),
-            mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value())
+            mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value(),
+            pww_outside=self.pww_outside.value())
 
     def set_settings(self, s: GenerationSettings) -> None:
         self._base = s
@@ -198,6 +204,7 @@ class GenerationPanel(QWidget):
         self.strength.setValue(s.strength)
         self.mask_grow.setValue(s.mask_grow)
         self.mask_feather.setValue(s.mask_feather)
+        self.pww_outside.setValue(s.pww_outside)
 
     def prompt_text(self) -> str:
         return self.prompt.toPlainText()
