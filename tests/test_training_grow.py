@@ -211,3 +211,32 @@ def test_training_the_text_encoders_top_layer_with_the_unet(tmp_path, monkeypatc
     with pytest.raises(SystemExit, match="--text-layers"):
         training_unet.main(["--arch", "deep32_16", "--steps", "55", "--batch", "2",
                             "--eval-n", "0"])
+
+
+
+def test_training_with_the_grounding_loss_runs_and_logs_it(tmp_path, monkeypatch):
+    # --grounding needs each scene and caption of the text chunks (for the objects' footprints
+    # and words) and the tokenizer; its loss is logged beside the denoising loss.
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from desktop_app.training import data, scenes
+
+    common = _tiny_cache(tmp_path, monkeypatch)
+    text = torch.load(data.DATA_DIR / "text_000.pt")
+    rng = np.random.default_rng(0)
+    sc = [scenes.random_scene(rng, held_out=None, n_objects=2) for _ in range(4)]
+    text["scenes"] = [data.scene_to_json(s) for s in sc]
+    text["captions"] = [[scenes.canonical_caption(s)] * 2 for s in sc]
+    torch.save(text, data.DATA_DIR / "text_000.pt")
+    shipped = Path(__file__).resolve().parents[1] / "models" / "builtin" / "tokenizer"
+    shutil.copytree(shipped, common.MODEL_DIR / "tokenizer")
+    training_unet.main(["--steps", "2", "--batch", "4", "--eval-n", "0", "--ckpt-every", "1",
+                        "--grounding", "0.5", "--lr", "1e-3"])
+    log = (common.CACHE_DIR / "unet.log").read_text()
+    assert "token grounding loss, weight 0.5" in log
+    values = [float(v) for v in re.findall(r"grounding (\d\.\d+)", log)]
+    assert len(values) == 2 and all(0 < v <= 1 for v in values)
+    assert torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)["step"] == 2

@@ -1,5 +1,6 @@
 """The built-in UNet's training batches: cached latents, masks, foreground maps and caption
-embeddings (or caption token ids, when the text encoder's top layers train too) in memory."""
+embeddings (or caption token ids, when the text encoder's top layers train too) in memory, and
+with a grounding tokenizer each object's footprint and caption tokens (training/grounding.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ CFG_DROP = 0.15
 class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
-    def __init__(self, tokenizer=None) -> None:
+    def __init__(self, tokenizer=None, grounding_tokenizer=None) -> None:
         self.chunks = 0
         self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
+        self.grounding_tokenizer = grounding_tokenizer  # set: and object tokens + masks
         self.reload()
         if not self.chunks:
             raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
@@ -37,6 +39,7 @@ class Dataset:
             return False
         self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
         captions: list[str] = []
+        scene_list: list = []
         c = 0
         while (data.DATA_DIR / f"lat_{c:03d}.pt").exists() and (
                 data.DATA_DIR / f"text_{c:03d}.pt").exists():
@@ -44,6 +47,7 @@ class Dataset:
             lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
             self.emb.append(t["emb"])
             captions += [text for scene in t.get("captions", ()) for text in scene]
+            scene_list += t.get("scenes", [])
             self.lat.append(lt["lat"])
             self.mlat.append(lt["mlat"])
             self.masks.append(lt["mask_bits"])
@@ -68,7 +72,25 @@ class Dataset:
             ids, att = data.tokenize(self.tokenizer, captions + [""])
             self.ids, self.att = ids[:-1].view(self.n, k, -1), att[:-1].view(self.n, k, -1)
             self.empty_ids, self.empty_att = ids[-1], att[-1]
+        if self.grounding_tokenizer is not None:
+            self._prepare_grounding(captions, scene_list)
         return True
+
+    def _prepare_grounding(self, captions: list[str], scene_list: list) -> None:
+        import torch
+
+        from desktop_app.training import grounding
+
+        k = self.emb.shape[1]
+        if len(captions) != self.n * k or len(scene_list) != self.n:
+            raise SystemExit("--grounding needs the captions and scenes in the text chunks: "
+                             "rerun `python -m desktop_app.training.data text`")
+        sc = [data.scene_from_json(d) for d in scene_list]
+        self.obj_masks = torch.from_numpy(np.stack(
+            [grounding.object_masks(s) for s in sc]).reshape(self.n, grounding.MAX_OBJECTS, -1))
+        self.obj_tokens = torch.from_numpy(grounding.token_matrix(
+            self.grounding_tokenizer, captions, [s for s in sc for _ in range(k)],
+            data.MAX_TOKENS)).view(self.n, k, grounding.MAX_OBJECTS, -1)
 
     def batch(self, rng: np.random.Generator, size: int):
         import torch
@@ -92,4 +114,9 @@ class Dataset:
         full = torch.from_numpy(rng.random(size) < 0.5)
         mask[full] = 1.0
         mlat[full] = self.masked_full.float()
-        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens
+        ground = None
+        if self.grounding_tokenizer is not None:
+            obj_tokens = self.obj_tokens[idx, cap].float()
+            obj_tokens[drop] = 0.0
+            ground = (obj_tokens, self.obj_masks[idx].float())
+        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens, ground

@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text-lr-scale", type=float, default=0.1,
                     help="with --text-layers: their learning rate relative to --lr (with its own "
                          "warm-up from the step they started training)")
+    ap.add_argument("--grounding", type=float, default=0.0,
+                    help="weight of the token grounding loss (training/grounding.py): each "
+                         "object's colour and shape words should be attended to inside the "
+                         "object, at the 16x16 and 8x8 cross-attention layers; 0 = off")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
@@ -249,7 +253,13 @@ def main(argv: list[str] | None = None) -> None:
                          "embeddings (from the pretrained one) no longer match it: pass "
                          "--text-layers")
     text = TextTop(args.text_layers) if args.text_layers else None
-    ds = Dataset(tokenizer=text.tok if text else None)
+    ground_tok = None
+    if args.grounding:
+        from transformers import AutoTokenizer
+
+        ground_tok = text.tok if text else AutoTokenizer.from_pretrained(
+            common.MODEL_DIR / "tokenizer")
+    ds = Dataset(tokenizer=text.tok if text else None, grounding_tokenizer=ground_tok)
     logf = common.CACHE_DIR / "unet.log"
     common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks", logf)
     unet = make_unet(args.arch)
@@ -332,7 +342,13 @@ def main(argv: list[str] | None = None) -> None:
                f"foreground weight {args.fg_weight:g}, lr {args.lr:g}"
                + (f" cosine to {args.min_lr:g} from step {args.decay_from}" if args.decay_from is not None else ""),
                logf)
-    t0, losses = time.time(), []
+    grounding = None
+    if args.grounding:
+        from desktop_app.training.grounding import Grounding
+
+        grounding = Grounding(unet)  # records the online UNet's attention, not the EMA's
+        common.log(f"token grounding loss, weight {args.grounding:g}", logf)
+    t0, losses, ground_losses = time.time(), [], []
     while step < args.steps:
         lr = learning_rate(step, args, fresh_from)
         for g, scale in zip(opt.param_groups, lr_scales, strict=False):
@@ -340,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         if text is not None:
             opt.param_groups[-1]["lr"] = float(
                 learning_rate(step, args, text_from)) * args.text_lr_scale
-        lat, mask, mlat, emb, fg, tokens = ds.batch(rng, args.batch)
+        lat, mask, mlat, emb, fg, tokens, ground = ds.batch(rng, args.batch)
         if text is not None:
             emb = text(tokens)
         t = torch.from_numpy(rng.integers(0, 1000, args.batch))
@@ -353,8 +369,13 @@ def main(argv: list[str] | None = None) -> None:
         w = loss_weight(snr, args.weighting)
         pix = 1 + args.fg_weight * fg  # per latent pixel: shapes count 1 + fg_weight times
         loss = (w * pix * (pred - target) ** 2).mean() / pix.mean()
+        total = loss
+        if grounding is not None:
+            g_loss = grounding.loss(*ground)
+            total = loss + args.grounding * g_loss
+            ground_losses.append(g_loss.item())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(train_params, 1.0)
         opt.step()
         step += 1
@@ -377,7 +398,9 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.time()
             common.log(f"step {step} loss {np.mean(losses[-args.ckpt_every:]):.4f} "
                        f"{rate:.2f} it/s"
-                       + (f" text drift {text.drift():.4f}" if text else ""), logf)
+                       + (f" text drift {text.drift():.4f}" if text else "")
+                       + (f" grounding {np.mean(ground_losses[-args.ckpt_every:]):.4f}"
+                          if grounding else ""), logf)
         if step % args.ckpt_every == 0 and ds.reload():
             common.log(f"dataset grew: {ds.n} scenes from {ds.chunks} chunks", logf)
         if step % args.export_every == 0 or step == args.steps:
