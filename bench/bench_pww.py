@@ -61,7 +61,7 @@ def time_steps(unet, tokenizers, latent: int, steps: int, with_regions: bool,
     e = torch.randn(2, tokenizers[0].model_max_length, cfg.cross_attention_dim)
     regs = regions(latent * 8) if with_regions else ()
     pww = PaintWithWords(unet, tokenizers, PROMPT, regs, (latent, latent),
-                         collect_attention=collect)
+                         collect_attention=collect, outside=1.0)  # the app's default
     with torch.no_grad(), pww:
         start = time.process_time()
         for i in range(steps):
