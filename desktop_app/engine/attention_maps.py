@@ -152,10 +152,6 @@ class PwwAttnProcessor:
 
     def _biased(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 attention_mask: torch.Tensor | None, temb: torch.Tensor | None) -> torch.Tensor:
-        residual = hidden_states
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
         q, k, v = project(attn, hidden_states, encoder_hidden_states, temb)
         batch = q.shape[0]
         scale = float(attn.scale)
@@ -173,13 +169,21 @@ class PwwAttnProcessor:
             q[c0:], k[c0:], scale, None if attention_mask is None else attention_mask[c0:])
         parts.append(probs @ v[c0:])
         out = torch.cat(parts) if len(parts) > 1 else parts[0]
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * q.shape[-1]).to(q.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if input_ndim == 4:
-            out = out.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return finish(attn, out.to(q.dtype), hidden_states)
+
+
+def finish(attn: Any, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The attention output (batch, heads, len, head_dim) turned into the layer's output as
+    AttnProcessor2_0 finishes it: heads merged, output projection, the input's shape, the
+    residual and the rescale. `residual` is the hidden states the layer was called with."""
+    b, heads, _, head_dim = out.shape
+    out = out.transpose(1, 2).reshape(b, -1, heads * head_dim)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if residual.ndim == 4:
+        out = out.transpose(-1, -2).reshape(residual.shape)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
 
 
 def _seq_len(hidden_states: torch.Tensor) -> int:

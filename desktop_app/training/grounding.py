@@ -94,6 +94,10 @@ class Grounding:
 
         probs, self.probs = self.probs, []
         valid = tokens.any(-1)  # (B, O)
+        if not probs:
+            return torch.zeros(())
+        if not valid.any():
+            return probs[0].sum() * 0.0
         terms = []
         for p in probs:  # (B, n, T)
             n = p.shape[1]
@@ -106,8 +110,6 @@ class Grounding:
             a = torch.einsum("bnt,bot->bon", p, tokens[..., :p.shape[-1]])
             inside = (a * m).sum(-1) / a.sum(-1).clamp_min(1e-8)
             terms.append((1 - inside)[valid])
-        if not terms or not valid.any():
-            return sum(p.sum() for p in probs) * 0.0 if probs else torch.zeros(())
         return torch.cat(terms).mean()
 
 
@@ -121,7 +123,7 @@ class _Recorder:
 
     def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
                  attention_mask: Any = None, temb: Any = None, **kwargs: Any) -> Any:
-        from desktop_app.engine.attention_maps import project
+        from desktop_app.engine.attention_maps import finish, project
 
         if (encoder_hidden_states is None or attention_mask is not None
                 or hidden_states.ndim != 3 or hidden_states.shape[1] not in self.owner.sizes):
@@ -130,9 +132,4 @@ class _Recorder:
         q, k, v = project(attn, hidden_states, encoder_hidden_states, temb)
         probs = ((q * attn.scale) @ k.transpose(-1, -2)).softmax(-1)
         self.owner.probs.append(probs.mean(1))
-        b = q.shape[0]
-        out = (probs @ v).transpose(1, 2).reshape(b, -1, attn.heads * q.shape[-1])
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return finish(attn, probs @ v, hidden_states)
