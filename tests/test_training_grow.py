@@ -240,3 +240,53 @@ def test_training_with_the_grounding_loss_runs_and_logs_it(tmp_path, monkeypatch
     values = [float(v) for v in re.findall(r"grounding (\d\.\d+)", log)]
     assert len(values) == 2 and all(0 < v <= 1 for v in values)
     assert torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)["step"] == 2
+
+
+def test_localization_reads_a_model_folder_and_rises_when_attention_is_grounded(tmp_path,
+                                                                                 monkeypatch):
+    # `python -m desktop_app.training.grounding MODEL`: the model card's measure of where a
+    # model's object words are attended. A fresh UNet spreads them out (about the share of the
+    # image its objects cover); a few steps of the grounding loss on its cross-attention move
+    # them onto the objects, and the measure, read back from the saved folder, rises with it.
+    import numpy as np
+
+    from desktop_app.training import data, export, grounding, scenes
+
+    common = _tiny_cache(tmp_path, monkeypatch)
+    text = torch.load(data.DATA_DIR / "text_000.pt")
+    rng = np.random.default_rng(1)
+    sc = [scenes.random_scene(rng, held_out=None, n_objects=2) for _ in range(4)]
+    text["scenes"] = [data.scene_to_json(s) for s in sc]
+    text["captions"] = [[scenes.canonical_caption(s)] * 2 for s in sc]
+    torch.save(text, data.DATA_DIR / "text_000.pt")
+    tok, enc = data.load_text_encoder()
+    model = common.MODEL_DIR
+    model.mkdir()
+    export.save_text_encoder(enc, model)
+    tok.save_pretrained(model / "tokenizer")
+    torch.manual_seed(0)
+    net = training_unet.make_unet("base")
+    net.save_pretrained(model / "unet")
+    before = grounding.localization(model, n=4, timesteps=(500,))[0]
+    cover = np.mean([grounding.object_masks(s)[:2].mean() for s in sc])
+    assert before == pytest.approx(cover, abs=0.15)
+
+    g = grounding.Grounding(net)
+    opt = torch.optim.Adam([p for n, p in net.named_parameters() if "attn2.to_" in n], lr=3e-3)
+    with torch.no_grad():
+        ids, att = data.tokenize(tok, [c[0] for c in text["captions"]])
+        emb = enc(ids, attention_mask=att)[0]
+    tokens = torch.from_numpy(grounding.token_matrix(tok, [c[0] for c in text["captions"]], sc,
+                                                     ids.shape[1])).float()
+    masks = torch.from_numpy(np.stack([grounding.object_masks(s) for s in sc])).float().flatten(2)
+    x = torch.randn(4, 9, 32, 32)
+    for _ in range(30):
+        net(x, torch.full((4,), 500), encoder_hidden_states=emb)
+        loss = g.loss(tokens, masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    g.remove()
+    net.save_pretrained(model / "unet")
+    after = grounding.localization(model, n=4, timesteps=(500,))[0]
+    assert after > before + 0.15

@@ -133,3 +133,68 @@ class _Recorder:
         probs = ((q * attn.scale) @ k.transpose(-1, -2)).softmax(-1)
         self.owner.probs.append(probs.mean(1))
         return finish(attn, probs @ v, hidden_states)
+
+
+def localization(model_dir: Any, n: int = 64, timesteps: tuple[int, ...] = (900, 500, 100),
+                 seed: int = 123) -> list[float]:
+    """How well a model's cross-attention already grounds the words: 1 - L (the share of each
+    object's colour and shape word attention that falls inside the object, 16x16 and 8x8 layers)
+    on n training scenes drawn with `seed`, noised to each of `timesteps` with the same noise,
+    as text-to-image input (full mask). The captions go through the model folder's own text
+    encoder, so a model whose encoder was trained (--text-layers) is read as it runs."""
+    from pathlib import Path
+
+    import torch
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, BertModel
+
+    from desktop_app.training.dataset import Dataset
+    from desktop_app.training.unet import SCHEDULER_CONFIG
+
+    model_dir = Path(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+    enc = BertModel.from_pretrained(model_dir / "text_encoder", add_pooling_layer=False).eval()
+    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").eval()
+    ds = Dataset(tokenizer=tok, grounding_tokenizer=tok)
+    lat, mask, mlat, _, _, (ids, att), ground = ds.batch(np.random.default_rng(seed), n)
+    mask[:] = 1.0
+    mlat[:] = ds.masked_full.float()
+    noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed))
+    acp = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
+                           if k not in ("timestep_spacing", "steps_offset")}).alphas_cumprod
+    g = Grounding(unet)
+    out = []
+    try:
+        with torch.no_grad():
+            emb = enc(ids, attention_mask=att)[0]
+            for t in timesteps:
+                a = acp[t].float()
+                noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
+                unet(torch.cat([noisy, mask, mlat], 1), torch.full((n,), t),
+                     encoder_hidden_states=emb)
+                out.append(1.0 - float(g.loss(*ground)))
+    finally:
+        g.remove()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m desktop_app.training.grounding MODEL_DIR [MODEL_DIR ...]: each model's
+    localization() on the training cache's scenes (the model card's numbers)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--timesteps", default="900,500,100")
+    args = ap.parse_args(argv)
+    ts = tuple(int(t) for t in args.timesteps.split(","))
+    for m in args.models:
+        shares = localization(m, args.n, ts)
+        print(f"{m}: object words' attention inside the object "
+              + ", ".join(f"t={t} {100 * s:.1f}%" for t, s in zip(ts, shares, strict=True)),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
