@@ -120,6 +120,22 @@ def _tiny_cache(tmp_path, monkeypatch):
     return common
 
 
+def _two_object_scenes(seed: int):
+    """Give the tiny cache's four scenes real two-object scenes and their captions (what
+    --grounding reads for footprints and words); returns the scenes and one caption of each."""
+    import numpy as np
+
+    from desktop_app.training import data, scenes
+
+    text = torch.load(data.DATA_DIR / "text_000.pt")
+    rng = np.random.default_rng(seed)
+    sc = [scenes.random_scene(rng, held_out=None, n_objects=2) for _ in range(4)]
+    text["scenes"] = [data.scene_to_json(s) for s in sc]
+    text["captions"] = [[scenes.canonical_caption(s)] * 2 for s in sc]
+    torch.save(text, data.DATA_DIR / "text_000.pt")
+    return sc, [c[0] for c in text["captions"]]
+
+
 def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monkeypatch):
     # The pipeline's growth phase: the base run's checkpoint is in the cache, and training goes
     # on with --arch deep32 from its EMA weights (the weights that would ship), not from scratch.
@@ -220,17 +236,8 @@ def test_training_with_the_grounding_loss_runs_and_logs_it(tmp_path, monkeypatch
     import shutil
     from pathlib import Path
 
-    import numpy as np
-
-    from desktop_app.training import data, scenes
-
     common = _tiny_cache(tmp_path, monkeypatch)
-    text = torch.load(data.DATA_DIR / "text_000.pt")
-    rng = np.random.default_rng(0)
-    sc = [scenes.random_scene(rng, held_out=None, n_objects=2) for _ in range(4)]
-    text["scenes"] = [data.scene_to_json(s) for s in sc]
-    text["captions"] = [[scenes.canonical_caption(s)] * 2 for s in sc]
-    torch.save(text, data.DATA_DIR / "text_000.pt")
+    _two_object_scenes(0)
     shipped = Path(__file__).resolve().parents[1] / "models" / "builtin" / "tokenizer"
     shutil.copytree(shipped, common.MODEL_DIR / "tokenizer")
     training_unet.main(["--steps", "2", "--batch", "4", "--eval-n", "0", "--ckpt-every", "1",
@@ -250,15 +257,10 @@ def test_localization_reads_a_model_folder_and_rises_when_attention_is_grounded(
     # them onto the objects, and the measure, read back from the saved folder, rises with it.
     import numpy as np
 
-    from desktop_app.training import data, export, grounding, scenes
+    from desktop_app.training import data, export, grounding
 
     common = _tiny_cache(tmp_path, monkeypatch)
-    text = torch.load(data.DATA_DIR / "text_000.pt")
-    rng = np.random.default_rng(1)
-    sc = [scenes.random_scene(rng, held_out=None, n_objects=2) for _ in range(4)]
-    text["scenes"] = [data.scene_to_json(s) for s in sc]
-    text["captions"] = [[scenes.canonical_caption(s)] * 2 for s in sc]
-    torch.save(text, data.DATA_DIR / "text_000.pt")
+    sc, captions = _two_object_scenes(1)
     tok, enc = data.load_text_encoder()
     model = common.MODEL_DIR
     model.mkdir()
@@ -274,10 +276,9 @@ def test_localization_reads_a_model_folder_and_rises_when_attention_is_grounded(
     g = grounding.Grounding(net)
     opt = torch.optim.Adam([p for n, p in net.named_parameters() if "attn2.to_" in n], lr=3e-3)
     with torch.no_grad():
-        ids, att = data.tokenize(tok, [c[0] for c in text["captions"]])
+        ids, att = data.tokenize(tok, captions)
         emb = enc(ids, attention_mask=att)[0]
-    tokens = torch.from_numpy(grounding.token_matrix(tok, [c[0] for c in text["captions"]], sc,
-                                                     ids.shape[1])).float()
+    tokens = torch.from_numpy(grounding.token_matrix(tok, captions, sc, ids.shape[1])).float()
     masks = torch.from_numpy(np.stack([grounding.object_masks(s) for s in sc])).float().flatten(2)
     x = torch.randn(4, 9, 32, 32)
     for _ in range(30):
