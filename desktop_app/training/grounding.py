@@ -136,46 +136,57 @@ class _Recorder:
 
 
 def localization(model_dir: Any, n: int = 64, timesteps: tuple[int, ...] = (900, 500, 100),
-                 seed: int = 123) -> list[float]:
+                 seed: int = 123, probe: dict | None = None) -> list[float]:
     """How well a model's cross-attention already grounds the words: 1 - L (the share of each
     object's colour and shape word attention that falls inside the object, 16x16 and 8x8 layers)
     on n training scenes drawn with `seed`, noised to each of `timesteps` with the same noise,
     as text-to-image input (full mask). The captions go through the model folder's own text
-    encoder, so a model whose encoder was trained (--text-layers) is read as it runs."""
+    encoder, so a model whose encoder was trained (--text-layers) is read as it runs. `probe`
+    (from probe_batch) reuses scenes already drawn; loading them takes most of the time."""
     from pathlib import Path
 
     import torch
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import AutoTokenizer, BertModel
 
-    from desktop_app.training.dataset import Dataset
-    from desktop_app.training.unet import SCHEDULER_CONFIG
+    from desktop_app.training.unet import alphas_cumprod
 
     model_dir = Path(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+    if probe is None:
+        probe = probe_batch(AutoTokenizer.from_pretrained(model_dir / "tokenizer"), n, seed)
     enc = BertModel.from_pretrained(model_dir / "text_encoder", add_pooling_layer=False).eval()
     unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").eval()
+    acp = alphas_cumprod()
+    lat, cond = probe["lat"], probe["cond"]
+    b = lat.shape[0]
+    g = Grounding(unet)
+    out = []
+    try:
+        with torch.no_grad():
+            emb = enc(probe["ids"], attention_mask=probe["att"])[0]
+            for t in timesteps:
+                noisy = acp[t].sqrt() * lat + (1 - acp[t]).sqrt() * probe["noise"]
+                unet(torch.cat([noisy, cond], 1), torch.full((b,), t), encoder_hidden_states=emb)
+                out.append(1.0 - float(g.loss(*probe["ground"])))
+    finally:
+        g.remove()
+    return out
+
+
+def probe_batch(tok: Any, n: int = 64, seed: int = 123) -> dict:
+    """n training scenes (drawn with `seed`) for localization(): latents, the text-to-image
+    conditioning (full mask, blank masked image), token ids, object tokens and footprints, noise."""
+    import torch
+
+    from desktop_app.training.dataset import Dataset
+
     ds = Dataset(tokenizer=tok, grounding_tokenizer=tok)
     lat, mask, mlat, _, _, (ids, att), ground = ds.batch(np.random.default_rng(seed), n)
     mask[:] = 1.0
     mlat[:] = ds.masked_full.float()
     noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed))
-    acp = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
-                           if k not in ("timestep_spacing", "steps_offset")}).alphas_cumprod
-    g = Grounding(unet)
-    out = []
-    try:
-        with torch.no_grad():
-            emb = enc(ids, attention_mask=att)[0]
-            for t in timesteps:
-                a = acp[t].float()
-                noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
-                unet(torch.cat([noisy, mask, mlat], 1), torch.full((n,), t),
-                     encoder_hidden_states=emb)
-                out.append(1.0 - float(g.loss(*ground)))
-    finally:
-        g.remove()
-    return out
+    return {"lat": lat, "cond": torch.cat([mask, mlat], 1), "ids": ids, "att": att,
+            "ground": ground, "noise": noise}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,9 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--timesteps", default="900,500,100")
     args = ap.parse_args(argv)
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
     ts = tuple(int(t) for t in args.timesteps.split(","))
+    tok = AutoTokenizer.from_pretrained(Path(args.models[0]) / "tokenizer")
+    for m in args.models[1:]:
+        if AutoTokenizer.from_pretrained(Path(m) / "tokenizer").get_vocab() != tok.get_vocab():
+            raise SystemExit(f"{m} has another tokenizer than {args.models[0]}: read it on its own")
+    probe = probe_batch(tok, args.n)  # drawn once: the same scenes and noise for every model
     for m in args.models:
-        shares = localization(m, args.n, ts)
+        shares = localization(m, timesteps=ts, probe=probe)
         print(f"{m}: object words' attention inside the object "
               + ", ".join(f"t={t} {100 * s:.1f}%" for t, s in zip(ts, shares, strict=True)),
               flush=True)

@@ -45,14 +45,12 @@ def prompt(size: str, color: str, shape: str, cell: str, bg: str) -> str:
 class Prober:
     def __init__(self, unet_path: str, noises: int) -> None:
         import torch
-        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from diffusers import UNet2DConditionModel
 
         self.torch = torch
         self.unet = UNet2DConditionModel.from_pretrained(unet_path).eval()
         self.tok, self.enc = data.load_text_encoder()
-        cfg = {k: v for k, v in unet_train.SCHEDULER_CONFIG.items()
-               if k not in ("timestep_spacing", "steps_offset")}
-        self.acp = DDPMScheduler(**cfg).alphas_cumprod.float()
+        self.acp = unet_train.alphas_cumprod()
         gen = torch.Generator().manual_seed(0)
         self.noise = torch.randn(noises, 4, 32, 32, generator=gen)
         blank = data.DATA_DIR / "masked_full.pt"

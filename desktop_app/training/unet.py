@@ -69,6 +69,16 @@ SCHEDULER_CONFIG = dict(
 )
 
 
+def alphas_cumprod():
+    """The training schedule's cumulative alphas (float32, one per timestep): what noising a
+    latent to timestep t uses, in training and in the probes that read a UNet at given t."""
+    from diffusers import DDPMScheduler
+
+    cfg = {k: v for k, v in SCHEDULER_CONFIG.items()
+           if k not in ("timestep_spacing", "steps_offset")}
+    return DDPMScheduler(**cfg).alphas_cumprod.float()
+
+
 def loss_weight(snr, weighting: str):
     """Per-sample weight on the v-MSE.
 
@@ -242,7 +252,6 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import torch
-    from diffusers import DDPMScheduler
 
     common.setup_threads()
     torch.manual_seed(args.seed)
@@ -274,9 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         groups.append({"params": [p for k, p in named if k in added]})
         lr_scales = [args.old_lr_scale, 1.0]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
-    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
-                             if k not in ("timestep_spacing", "steps_offset")})
-    acp = sched.alphas_cumprod.float()
+    acp = alphas_cumprod()
     step = fresh_from = text_from = 0
     ckpt = common.CACHE_DIR / "unet.pt"
     if ckpt.exists():
