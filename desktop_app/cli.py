@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pww-outside", type=_number(float, 0, 10), default=1.0,
                    help="push a region's words away from outside the region by this share of "
                         "its strength (0: eDiff-I's bias inside only)")
+    p.add_argument("--pww-local-sigma", type=_number(float, 0, 1000), default=3.0,
+                   help="region prompts: below this noise level each region also reads the "
+                        "prompt without the other regions' words (0: off)")
     p.add_argument("--previews", type=Path, default=None,
                    help="folder to write each step's preview to (step_001.png, ...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -317,7 +320,7 @@ def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.nd
         mask_grow=args.mask_grow, mask_feather=args.mask_feather,
         inpaint_only_masked=args.inpaint_only_masked, inpaint_padding=args.inpaint_padding,
         regions=regions, pww_scale=args.pww_scale, pww_mode=args.pww_mode,
-        pww_outside=args.pww_outside, model=model_name,
+        pww_outside=args.pww_outside, pww_local_sigma=args.pww_local_sigma, model=model_name,
     )
     request.validate()
     return request

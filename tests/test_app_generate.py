@@ -361,12 +361,14 @@ def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
     p.mask_grow.setValue(4)
     p.mask_feather.setValue(2.5)
     p.pww_outside.setValue(0.5)
+    p.pww_local.setValue(1.5)
     with qtbot.waitSignal(window.client.finished, timeout=5000):
         window.generation.generate()
     r = window.engine.requests[-1]
     assert (r.kind, r.prompt, r.negative_prompt, r.steps, r.cfg_scale, r.sampler, r.seed) == (
         JobKind.INPAINT, "a boat", "blurry", 3, 5.5, "ddim", 1234)
-    assert (r.strength, r.mask_grow, r.mask_feather, r.pww_outside) == (0.6, 4, 2.5, 0.5)
+    assert (r.strength, r.mask_grow, r.mask_feather, r.pww_outside, r.pww_local_sigma) == (
+        0.6, 4, 2.5, 0.5, 1.5)
     assert p.reuse_seed.isEnabled()
     p.seed_mode.setCurrentIndex(p.seed_mode.findData("random"))
     with qtbot.waitSignal(window.client.finished, timeout=5000):

@@ -129,11 +129,12 @@ def test_regions_layout_reaches_the_engine_and_the_metadata(tiny_sd, tmp_path, c
     code, _, err = _run(capsys, "--prompt", "a red fox under a blue sky", "--model", str(tiny_sd),
                         "--steps", "2", "--regions", str(tmp_path / "layout.json"),
                         "--pww-scale", "0.3", "--pww-mode", "std", "--pww-outside", "0.5",
-                        "--out", str(out))
+                        "--pww-local-sigma", "2", "--out", str(out))
     assert code == 0, err
     assert any(line.startswith("warning:") and "green tree" in line for line in err.splitlines())
     req = read_metadata(out)
-    assert (req.pww_scale, req.pww_mode, req.pww_outside) == (0.3, "std", 0.5)
+    assert (req.pww_scale, req.pww_mode, req.pww_outside, req.pww_local_sigma) == (
+        0.3, "std", 0.5, 2.0)
     assert [(r.words, r.strength, r.name) for r in req.regions] == [
         ("red fox", 1.5, ""), ("blue sky", 1.0, "sky"), ("green tree", 1.0, "")]
     sky = req.regions[1].mask  # the layout's 32 px rect, scaled to the 64 px request

@@ -26,8 +26,8 @@ from desktop_app.document.metadata import (
 def _assert_same_request(a: JobRequest, b: JobRequest) -> None:
     for name in ("kind", "prompt", "negative_prompt", "seed", "steps", "cfg_scale", "sampler",
                  "width", "height", "strength", "mask_grow", "mask_feather",
-                 "inpaint_only_masked", "inpaint_padding", "pww_scale", "pww_mode", "pww_outside", "model",
-                 "extras"):
+                 "inpaint_only_masked", "inpaint_padding", "pww_scale", "pww_mode", "pww_outside",
+                 "pww_local_sigma", "model", "extras"):
         assert getattr(a, name) == getattr(b, name), name
     for name in ("init_image", "mask"):
         x, y = getattr(a, name), getattr(b, name)
@@ -55,7 +55,8 @@ def _inpaint_request(size: int = 64) -> JobRequest:
         init_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), mask=soft,
         mask_grow=-3, mask_feather=2.5, inpaint_only_masked=True, inpaint_padding=16,
         regions=(Region("red fox", hard, 1.5, "fox"), Region("snow", eighths, 0.5, "ground")),
-        pww_scale=0.2, pww_mode="std", pww_outside=0.25, model="tiny-sd, v2", extras={"note": "ünïcode ✓"},
+        pww_scale=0.2, pww_mode="std", pww_outside=0.25, pww_local_sigma=1.5,
+        model="tiny-sd, v2", extras={"note": "ünïcode ✓"},
     )
 
 
@@ -84,6 +85,18 @@ def test_a_file_from_before_outside_suppression_restores_without_it(tmp_path):
     doc = json.loads(texts[JSON_KEY])
     del doc["pww_outside"]
     assert request_from_payload(json.dumps(doc), blobs).pww_outside == 0.0
+
+
+def test_a_file_from_before_region_prompts_restores_without_them(tmp_path):
+    # The same for region prompts (pww_local_sigma, on by default since they were added).
+    req = _inpaint_request().replace(pww_local_sigma=3.0)
+    path = save_png_with_metadata(tmp_path / "new.png", np.zeros((64, 64, 3), np.uint8), req,
+                                  "tiny")
+    assert read_metadata(path).pww_local_sigma == 3.0
+    texts, blobs = read_png_metadata(path)
+    doc = json.loads(texts[JSON_KEY])
+    del doc["pww_local_sigma"]
+    assert request_from_payload(json.dumps(doc), blobs).pww_local_sigma == 0.0
 
 
 def test_text_to_image_round_trip(tmp_path):

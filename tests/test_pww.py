@@ -300,3 +300,77 @@ def test_encoder_attention_mask_is_still_honoured(unet, clip, inputs):
         out = unet(x, 500, e, encoder_attention_mask=keep).sample
     assert (stock - unmasked).abs().max() > 1e-3  # the mask matters for this input
     assert torch.allclose(out, stock, atol=1e-5)
+
+
+def _fake_encoder(calls: list[str]):
+    """Deterministic stand-in for the pipeline's text encoder: different text, different states."""
+    def encode(text: str) -> torch.Tensor:
+        calls.append(text)
+        g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(text)))
+        return torch.randn(1, 77, 32, generator=g)
+    return encode
+
+
+def test_region_prompts_leave_out_the_other_regions_words(clip):
+    calls: list[str] = []
+    top = np.zeros((128, 128), np.float32)
+    top[:64] = 1
+    regions = (Region("red circle", left_half(), 1.0), Region("blue square", top, 1.0),
+               Region("circle", top, 1.0))
+    pww = PaintWithWords(make_unet(), [clip], "A red circle and a blue  square, then a circle",
+                         regions, (LATENT, LATENT), local_sigma=3.0, encode=_fake_encoder(calls))
+    # "circle" inside "red circle" belongs to the first region too, so the first keeps it.
+    assert pww.region_prompts == {0: "A red circle and a , then a",
+                                  1: "A and a blue square, then a",
+                                  2: "A red circle and a , then a circle"}
+    assert calls == list(pww.region_prompts.values())
+
+
+def test_region_prompts_need_two_regions_and_can_be_off(clip):
+    calls: list[str] = []
+    one = PaintWithWords(make_unet(), [clip], PROMPT, (Region("red circle", left_half(), 1.0),),
+                         (LATENT, LATENT), local_sigma=3.0, encode=_fake_encoder(calls))
+    two = (Region("red circle", left_half(), 1.0), Region("blue square", left_half(), 1.0))
+    off = PaintWithWords(make_unet(), [clip], PROMPT, two, (LATENT, LATENT), local_sigma=0.0,
+                         encode=_fake_encoder(calls))
+    assert one.region_prompts == {} and off.region_prompts == {} and calls == []
+
+
+@pytest.mark.parametrize("n", [256, 64])
+def test_region_prompts_take_over_attention_inside_their_regions_below_the_noise_level(
+        unet, clip, n):
+    attn = attn2(unet, n)
+    side = int(math.isqrt(n))
+    g = torch.Generator().manual_seed(4)
+    hs = torch.randn(2, n, attn.to_q.in_features, generator=g)
+    e = torch.randn(2, 77, 32, generator=g)
+    top_right = np.zeros((128, 128), np.float32)
+    top_right[:64, 64:] = 1
+    regions = (Region("red circle", left_half(), 2.0), Region("blue square", top_right, 2.0))
+    encode = _fake_encoder([])
+    stock = attn.processor
+    outs, pwws = {}, {}
+    for local, sigma in ((0.0, 2.0), (3.0, 2.0), (3.0, 5.0), (0.0, 5.0)):
+        pww = PaintWithWords(unet, [clip], PROMPT, regions, (LATENT, LATENT),
+                             local_sigma=local, encode=encode)
+        pww.set_sigma(sigma)
+        pwws[local] = pww
+        with torch.no_grad():
+            outs[local, sigma] = PwwAttnProcessor(pww, stock)(attn, hs, e).reshape(
+                2, side, side, -1)
+    prompts = pwws[3.0].region_prompts
+    assert prompts == {0: "a red circle and a", 1: "a and a blue square"}
+    with torch.no_grad():
+        own = [stock(attn, hs[1:], encode(p)).reshape(side, side, -1) for p in prompts.values()]
+        uncond = stock(attn, hs[:1], e[:1]).reshape(side, side, -1)
+    mixed, biased = outs[3.0, 2.0], outs[0.0, 2.0]
+    h = side // 2
+    # Below the noise level each region's pixels read their own prompt (masks of weight 1 here)...
+    assert torch.allclose(mixed[1, :, :h], own[0][:, :h], atol=1e-5)
+    assert torch.allclose(mixed[1, :h, h:], own[1][:h, h:], atol=1e-5)
+    # ...pixels outside every region keep the biased prompt, and the unconditional half is stock.
+    assert torch.equal(mixed[1, h:, h:], biased[1, h:, h:])
+    assert torch.allclose(mixed[0], uncond, atol=1e-6)
+    # Above it nothing changes.
+    assert torch.equal(outs[3.0, 5.0], outs[0.0, 5.0])
+    assert (mixed[1, :, :h] - biased[1, :, :h]).abs().max() > 1e-3

@@ -66,8 +66,24 @@ def test_maps_without_regions_leave_the_image_unchanged(engine_for, model, kind)
 def test_outside_suppression_keeps_the_words_attention_in_their_regions(engine_for, model):
     engine = engine_for(model)
     regions = (Region("red cat", _left(), 2.0), Region("blue sofa", 1 - _left(), 2.0))
-    inside_only = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=0.0))
-    pushed = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=2.0))
+    # Region prompts off: with these two regions covering the image, they would replace the
+    # biased prompt everywhere in the late steps.
+    inside_only = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=0.0,
+                                      pww_local_sigma=0.0))
+    pushed = engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=regions, pww_outside=2.0,
+                                 pww_local_sigma=0.0))
     assert not np.array_equal(inside_only.image, pushed.image)
     for before, after in zip(inside_only.region_adherence, pushed.region_adherence, strict=True):
         assert after > before + 0.02
+
+
+@pytest.mark.parametrize("model, kind", CASES)
+def test_region_prompts_act_only_below_their_noise_level(engine_for, model, kind):
+    # Every family encodes the region prompts with its own text encoder(s) (two on SDXL).
+    engine = engine_for(model)
+    regions = (Region("red cat", _left(), 2.0), Region("blue sofa", 1 - _left(), 2.0))
+    off = engine.run(_request(kind, regions=regions, pww_local_sigma=0.0))
+    below_every_step = engine.run(_request(kind, regions=regions, pww_local_sigma=1e-3))
+    on = engine.run(_request(kind, regions=regions, pww_local_sigma=3.0))
+    np.testing.assert_array_equal(below_every_step.image, off.image)
+    assert not np.array_equal(on.image, off.image)

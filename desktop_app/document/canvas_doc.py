@@ -162,6 +162,7 @@ class CanvasDocument:
             regions=tuple(r.to_region() for r in self.painted_regions()),
             pww_scale=settings.pww_scale,
             pww_outside=settings.pww_outside,
+            pww_local_sigma=settings.pww_local_sigma,
             model=model,
         )
 

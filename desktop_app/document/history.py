@@ -60,7 +60,7 @@ def request_settings(req: JobRequest, base: GenerationSettings) -> GenerationSet
                         cfg_scale=req.cfg_scale, sampler=req.sampler, seed_mode="fixed",
                         seed=int(req.seed), strength=req.strength, mask_grow=req.mask_grow,
                         mask_feather=req.mask_feather, pww_scale=req.pww_scale,
-                        pww_outside=req.pww_outside)
+                        pww_outside=req.pww_outside, pww_local_sigma=req.pww_local_sigma)
 
 
 class History:

@@ -92,6 +92,9 @@ class JobRequest:
     # A region's words are also pushed away from everywhere outside the region, by this share of
     # its strength (0 = eDiff-I's bias inside only).
     pww_outside: float = 1.0
+    # Region prompts: once the noise level σ falls below this, each region's pixels also read the
+    # prompt without the other regions' words (0 = off).
+    pww_local_sigma: float = 3.0
     model: str = ""  # display name / path of the model, for metadata only
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -123,6 +126,9 @@ class JobRequest:
         if not 0.0 <= self.pww_outside <= 10.0:
             raise RequestError("paint-with-words outside suppression must be from 0 to 10 "
                                f"(got {self.pww_outside})")
+        if not 0.0 <= self.pww_local_sigma <= 1000.0:
+            raise RequestError("paint-with-words region prompts' noise level must be from 0 "
+                               f"(off) to 1000 (got {self.pww_local_sigma})")
         shape = (self.height, self.width)
         if self.kind in (JobKind.IMAGE_TO_IMAGE, JobKind.INPAINT):
             if self.init_image is None:

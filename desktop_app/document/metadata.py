@@ -289,8 +289,8 @@ def request_from_payload(text: str, blobs: dict[str, bytes]) -> JobRequest:
     version = doc.get("version", 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise RequestError(f"metadata: unsupported format version {version!r}")
-    # Files written before pww_outside existed were made without it.
-    values: dict[str, Any] = {"pww_outside": 0.0}
+    # Files written before pww_outside or pww_local_sigma existed were made without them.
+    values: dict[str, Any] = {"pww_outside": 0.0, "pww_local_sigma": 0.0}
     for f in _scalar_fields():
         if f.name in doc:
             values[f.name] = _coerce(f.name, doc[f.name], _field_default(f))

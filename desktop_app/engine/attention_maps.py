@@ -97,20 +97,27 @@ def project(attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch
     if attn.group_norm is not None:
         hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
     query = attn.to_q(hidden_states)
+    key, value = project_kv(attn, encoder_hidden_states)
+    batch = query.shape[0]
+    query = query.view(batch, -1, attn.heads, key.shape[-1]).transpose(1, 2)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    return query, key, value
+
+
+def project_kv(attn: Any, encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """k, v as (batch, heads, tokens, head_dim), prepared as AttnProcessor2_0 prepares them."""
     if attn.norm_cross:
         encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
     key = attn.to_k(encoder_hidden_states)
     value = attn.to_v(encoder_hidden_states)
-    batch = query.shape[0]
+    batch = key.shape[0]
     head_dim = key.shape[-1] // attn.heads
-    query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
     key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
     value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
     if attn.norm_k is not None:
         key = attn.norm_k(key)
-    return query, key, value
+    return key, value
 
 
 class PwwAttnProcessor:
@@ -165,9 +172,22 @@ class PwwAttnProcessor:
                 q[:c0], k[:c0], v[:c0], dropout_p=0.0, is_causal=False, scale=scale,
                 attn_mask=None if attention_mask is None else attention_mask[:c0]))
         # The conditional half needs QKᵀ for max/std anyway: reuse it instead of SDPA.
-        probs = self.controller.cond_probs(
+        ctl = self.controller
+        probs = ctl.cond_probs(
             q[c0:], k[c0:], scale, None if attention_mask is None else attention_mask[c0:])
-        parts.append(probs @ v[c0:])
+        cond = probs @ v[c0:]
+        if ctl.local_active:  # region prompts: each region's pixels also read their own prompt
+            weights = ctl.local_weights(q.shape[-2]).to(device=q.device, dtype=cond.dtype)
+            cond = cond * weights[0].view(1, 1, -1, 1)
+            qc = q[c0:]
+            for (k_r, v_r), w_r in zip(ctl.local_kv(attn, project_kv, qc), weights[1:],
+                                       strict=True):
+                b = qc.shape[0]
+                out_r = F.scaled_dot_product_attention(
+                    qc, k_r.expand(b, -1, -1, -1), v_r.expand(b, -1, -1, -1), dropout_p=0.0,
+                    is_causal=False, scale=scale)
+                cond = cond + out_r.to(cond.dtype) * w_r.view(1, 1, -1, 1)
+        parts.append(cond)
         out = torch.cat(parts) if len(parts) > 1 else parts[0]
         return finish(attn, out.to(q.dtype), hidden_states)
 

@@ -222,7 +222,9 @@ class Engine:
             pipe.unet, loading.tokenizers_of(pipe), request.prompt, work.regions,
             latent_hw=(work.height // f, work.width // f), scale=request.pww_scale,
             mode=request.pww_mode, outside=request.pww_outside, collect_attention=collect,
-            do_cfg=request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None)
+            do_cfg=request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None,
+            local_sigma=request.pww_local_sigma if work.regions else 0.0,
+            encode=lambda text: _encode_prompt(pipe, text))
 
     @torch.no_grad()
     def _decode(self, pipe, latents: torch.Tensor) -> np.ndarray:
@@ -245,6 +247,14 @@ class Engine:
                 vae.to(torch.float16)
         image = ((image[0].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+
+
+@torch.no_grad()
+def _encode_prompt(pipe, text: str) -> torch.Tensor:
+    """The conditional token states the pipeline itself would compute for `text` (both text
+    encoders' on SDXL)."""
+    return pipe.encode_prompt(prompt=text, device=pipe._execution_device,
+                              num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
 
 
 def _trained_size(sample_size, vae_factor: int) -> int:

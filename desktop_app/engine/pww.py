@@ -15,6 +15,20 @@ or shape stops leaking onto the other objects (on the built-in model at w = 8, o
 their cell rose from 55.9% to 63.2% of 288; see its model card). a = 0 is eDiff-I's bias, inside
 only.
 
+Region prompts (`local_sigma` = s > 0; the engine passes JobRequest.pww_local_sigma, 3 by
+default): once the noise level σ falls below s, each region's pixels read, besides the biased
+prompt, a prompt of their own: the prompt with the *other* regions' words left out ("a red circle
+and a blue square on a gray background" → "a red circle and a on a gray background" for the
+circle's region). The layer's attention output inside a region (area-resized mask m) becomes
+(1 − m) · the biased prompt's + m · the region prompt's (shares over overlapping regions, capped at
+1). The layout is settled in the noisy early steps by the bias; the late steps, where each object's
+shape and colour are drawn, then see one object's words where that object goes, instead of every
+object's words bound to places only by token order. σ is the same quantity on every model (σ² = (1
+− ᾱ)/ᾱ; 3 is an SNR of 1/9), so s means the same noise level everywhere. A region whose prompt
+would equal the whole prompt (a single region, or words repeated by every region) gets none.
+On the built-in model at w = 8 the first 48 layouts placed 64.6% → 81.2% of objects (model
+card).
+
 The statistic is one scalar per batch element over the whole score tensor of the call (all
 heads, pixels and tokens). The reference implementation adds the bias to raw QKᵀ and scales
 the sum afterwards, which is the same thing: max and std are proportional to the scale.
@@ -40,6 +54,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,7 +146,8 @@ class PaintWithWords:
     def __init__(self, unet: Any, tokenizers: list, prompt: str, regions: tuple[Region, ...],
                  latent_hw: tuple[int, int], scale: float = 0.1, mode: str = "max",
                  collect_attention: bool = False, do_cfg: bool = True,
-                 outside: float = 0.0) -> None:
+                 outside: float = 0.0, local_sigma: float = 0.0,
+                 encode: Callable[[str], torch.Tensor] | None = None) -> None:
         if mode not in PWW_MODES:
             raise ValueError(f"unknown paint-with-words mode {mode!r}; choose one of {PWW_MODES}")
         self.unet = unet
@@ -157,6 +173,15 @@ class PaintWithWords:
         self._templates: dict[int, torch.Tensor] = {}
         self._bias_cache: dict[tuple, torch.Tensor] = {}
         self._collector = AttentionCollector(self._map_n)
+        self.local_sigma = float(local_sigma)
+        self.region_prompts = self._region_prompts(prompt) if self.local_sigma > 0 else {}
+        self._local_emb: dict[int, torch.Tensor] = {}
+        if self.region_prompts and encode is None:
+            raise ValueError("region prompts need an `encode` function (prompt -> embeddings)")
+        for i, text in self.region_prompts.items():
+            self._local_emb[i] = encode(text).detach()
+        self._local_w: dict[int, torch.Tensor] = {}
+        self._local_kv: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._saved: dict[str, Any] | None = None
         self._hook: Any = None
 
@@ -196,6 +221,58 @@ class PaintWithWords:
                 words.setdefault(word, [])
                 words[word].extend(t for t in toks if t not in words[word])
         return words
+
+    def _region_prompts(self, prompt: str) -> dict[int, str]:
+        """Index of each active region -> the prompt without the other active regions' words.
+        An occurrence of another region's words that overlaps this region's own stays."""
+        spans = {i: phrase_spans(prompt, r.words) for i, r in enumerate(self.regions)}
+        active = [i for i, r in enumerate(self.regions) if self._region_tokens[i] and r.strength]
+        out = {}
+        for i in active:
+            own = spans[i]
+            cut = sorted({sp for j in active if j != i for sp in spans[j]
+                          if not any(sp[0] < b and a < sp[1] for a, b in own)})
+            text, end = [], 0
+            for a, b in cut:
+                if a >= end:
+                    text.append(prompt[end:a])
+                    end = b
+                elif b > end:  # overlapping cuts merge
+                    end = b
+            text.append(prompt[end:])
+            local = re.sub(r"\s+", " ", "".join(text)).strip()
+            if local and local != re.sub(r"\s+", " ", prompt).strip():
+                out[i] = local
+        return out
+
+    @property
+    def local_active(self) -> bool:
+        """Whether this UNet call's layers mix in the region prompts (σ below local_sigma)."""
+        return bool(self._local_emb) and self._sigma < self.local_sigma
+
+    def local_weights(self, n: int) -> torch.Tensor:
+        """(1 + regions with a prompt, n): each pixel's share of the biased prompt's attention
+        output and of each region prompt's, summing to 1."""
+        if n not in self._local_w:
+            hw = self._hw(n)
+            ms = torch.stack([torch.as_tensor(resize_mask(self.regions[i].mask, hw).reshape(n))
+                              for i in self._local_emb]).float()
+            total = ms.sum(0)
+            ms = ms / total.clamp(min=1.0)
+            self._local_w[n] = torch.cat([(1 - total.clamp(max=1.0))[None], ms])
+        return self._local_w[n]
+
+    def local_kv(self, attn: Any, project_kv: Callable, like: torch.Tensor
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of each region prompt in this layer (computed once per job)."""
+        out = []
+        for i, emb in self._local_emb.items():
+            key = (id(attn), i, like.dtype, like.device)
+            if key not in self._local_kv:
+                self._local_kv[key] = project_kv(attn, emb.to(device=like.device,
+                                                               dtype=like.dtype))
+            out.append(self._local_kv[key])
+        return out
 
     def _level(self, name: str) -> int:
         parts = name.split(".")

@@ -120,6 +120,13 @@ class GenerationPanel(QWidget):
         self.pww_outside.setToolTip(
             "Paint-with-words: how hard each region's words are pushed away from the rest of the "
             "image, as a share of the region's strength (0 = only pulled into the region)")
+        self.pww_local = QDoubleSpinBox(minimum=0.0, maximum=1000.0, singleStep=0.5, value=3.0)
+        self.pww_local.setSpecialValueText("off")
+        self.pww_local.setPrefix("σ < ")
+        self.pww_local.setToolTip(
+            "Paint-with-words: once the noise level falls below this, each region also reads "
+            "the prompt without the other regions' words, so every object is drawn from its own "
+            "words (0 = off)")
         self.kind_label = QLabel()
         self.kind_label.setWordWrap(True)
         self.kind_label.setStyleSheet("color: palette(mid); font-style: italic")
@@ -131,6 +138,7 @@ class GenerationPanel(QWidget):
         form.addRow("Strength", self.strength)
         form.addRow("Mask edge", edge_row)
         form.addRow("Keep words in regions", self.pww_outside)
+        form.addRow("Region prompts", self.pww_local)
         form.addRow("Job", self.kind_label)
         return box
 
@@ -189,7 +197,7 @@ class GenerationPanel(QWidget):
             sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
             seed=self.seed.value(), strength=self.strength.value(),
             mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value(),
-            pww_outside=self.pww_outside.value())
+            pww_outside=self.pww_outside.value(), pww_local_sigma=self.pww_local.value())
 
     def set_settings(self, s: GenerationSettings) -> None:
         self._base = s
@@ -205,6 +213,7 @@ class GenerationPanel(QWidget):
         self.mask_grow.setValue(s.mask_grow)
         self.mask_feather.setValue(s.mask_feather)
         self.pww_outside.setValue(s.pww_outside)
+        self.pww_local.setValue(s.pww_local_sigma)
 
     def prompt_text(self) -> str:
         return self.prompt.toPlainText()
