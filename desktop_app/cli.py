@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pww-outside", type=_number(float, 0, 10), default=1.0,
                    help="push a region's words away from outside the region by this share of "
                         "its strength (0: eDiff-I's bias inside only)")
-    p.add_argument("--pww-local-sigma", type=_number(float, 0, 1000), default=3.0,
+    p.add_argument("--pww-local-sigma", type=_number(float, 0, 1000), default=6.0,
                    help="region prompts: below this noise level each region also reads the "
                         "prompt without the other regions' words (0: off)")
     p.add_argument("--previews", type=Path, default=None,

@@ -94,7 +94,7 @@ class JobRequest:
     pww_outside: float = 1.0
     # Region prompts: once the noise level σ falls below this, each region's pixels also read the
     # prompt without the other regions' words (0 = off).
-    pww_local_sigma: float = 3.0
+    pww_local_sigma: float = 6.0
     model: str = ""  # display name / path of the model, for metadata only
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -28,7 +28,7 @@ class GenerationSettings:
     mask_grow: int = 0
     pww_scale: float = 0.1
     pww_outside: float = 1.0
-    pww_local_sigma: float = 3.0
+    pww_local_sigma: float = 6.0
     attention_maps: bool = True
 
     def replace(self, **changes: Any) -> GenerationSettings:

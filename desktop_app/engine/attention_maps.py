@@ -177,16 +177,18 @@ class PwwAttnProcessor:
             q[c0:], k[c0:], scale, None if attention_mask is None else attention_mask[c0:])
         cond = probs @ v[c0:]
         if ctl.local_active:  # region prompts: each region's pixels also read their own prompt
-            weights = ctl.local_weights(q.shape[-2]).to(device=q.device, dtype=cond.dtype)
-            cond = cond * weights[0].view(1, 1, -1, 1)
+            base, rows = ctl.local_weights(q.shape[-2], cond)
+            cond = cond * base.view(1, 1, -1, 1)
             qc = q[c0:]
-            for (k_r, v_r), w_r in zip(ctl.local_kv(attn, project_kv, qc), weights[1:],
-                                       strict=True):
-                b = qc.shape[0]
+            b = qc.shape[0]
+            for (k_r, v_r), (idx, w_r) in zip(ctl.local_kv(attn, project_kv, qc), rows,
+                                              strict=True):
+                if idx.numel() == 0:
+                    continue
                 out_r = F.scaled_dot_product_attention(
-                    qc, k_r.expand(b, -1, -1, -1), v_r.expand(b, -1, -1, -1), dropout_p=0.0,
-                    is_causal=False, scale=scale)
-                cond = cond + out_r.to(cond.dtype) * w_r.view(1, 1, -1, 1)
+                    qc.index_select(2, idx), k_r.expand(b, -1, -1, -1),
+                    v_r.expand(b, -1, -1, -1), dropout_p=0.0, is_causal=False, scale=scale)
+                cond.index_add_(2, idx, out_r.to(cond.dtype) * w_r.view(1, 1, -1, 1))
         parts.append(cond)
         out = torch.cat(parts) if len(parts) > 1 else parts[0]
         return finish(attn, out.to(q.dtype), hidden_states)

@@ -120,7 +120,7 @@ class GenerationPanel(QWidget):
         self.pww_outside.setToolTip(
             "Paint-with-words: how hard each region's words are pushed away from the rest of the "
             "image, as a share of the region's strength (0 = only pulled into the region)")
-        self.pww_local = QDoubleSpinBox(minimum=0.0, maximum=1000.0, singleStep=0.5, value=3.0)
+        self.pww_local = QDoubleSpinBox(minimum=0.0, maximum=1000.0, singleStep=0.5, value=6.0)
         self.pww_local.setSpecialValueText("off")
         self.pww_local.setPrefix("σ < ")
         self.pww_local.setToolTip(
