@@ -181,7 +181,7 @@ class PwwAttnProcessor:
             cond = cond * base.view(1, 1, -1, 1)
             qc = q[c0:]
             b = qc.shape[0]
-            for (k_r, v_r), (idx, w_r) in zip(ctl.local_kv(attn, project_kv, qc), rows,
+            for (k_r, v_r), (idx, w_r) in zip(ctl.local_kv(attn, qc), rows,
                                               strict=True):
                 if idx.numel() == 0:
                     continue

@@ -66,6 +66,7 @@ from desktop_app.engine.attention_maps import (
     PwwAttnProcessor,
     infer_hw,
     level_sizes,
+    project_kv,
     resize_mask,
 )
 
@@ -271,8 +272,7 @@ class PaintWithWords:
             self._local_w[key] = (base, rows)
         return self._local_w[key]
 
-    def local_kv(self, attn: Any, project_kv: Callable, like: torch.Tensor
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def local_kv(self, attn: Any, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Keys and values of each region prompt in this layer (computed once per job)."""
         out = []
         for i, emb in self._local_emb.items():
