@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from desktop_app.training import compare
 
 BUILTIN = Path(__file__).resolve().parents[1] / "models" / "builtin"
@@ -42,3 +44,32 @@ def test_run_writes_per_case_results_and_diff_counts_gains_and_losses(tmp_path):
         assert row.split(" | ")[4:6] == [str(gained), str(lost)]
     same = compare.diff(a, a)
     assert all(x.endswith("| 0 | 0 | 1.000 |") for x in same[4:])
+
+
+def test_other_decoders_read_the_same_latents(tmp_path):
+    # Decoder candidates are compared on the very latents the UNet produced for the shipped one:
+    # the same VAE gives the same image bit for bit, a different one a different image, and an
+    # inpainting job keeps the unmasked pixels whichever decoder drew the rest.
+    import torch
+    from diffusers import AutoencoderKL
+
+    from desktop_app.engine import Engine
+    from desktop_app.training import quality
+
+    same, blank = tmp_path / "same", tmp_path / "blank"
+    vae = AutoencoderKL.from_pretrained(BUILTIN / "vae")
+    vae.save_pretrained(same)
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.zero_()
+        vae.decoder.conv_out.bias.zero_()  # decodes everything to mid-gray
+    vae.save_pretrained(blank)
+    engine = Engine(device="cpu")
+    engine.load(BUILTIN)
+    decoders = compare.Decoders(engine, (same, blank))
+    case = quality.inpaint_cases(1)[0]
+    own, again, gray = decoders.images(quality.request_for(case, 3, 4.0))
+    assert np.array_equal(own, again)
+    inside = case.mask > 0.5
+    assert np.all(np.abs(gray[inside].astype(int) - 128) <= 1)
+    assert not np.array_equal(own[inside], gray[inside])
+    assert np.array_equal(gray[~inside], case.init[~inside])

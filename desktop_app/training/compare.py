@@ -16,6 +16,7 @@ import argparse
 import json
 from math import comb
 from pathlib import Path
+from types import SimpleNamespace
 
 from desktop_app.training import pww_quality, quality
 
@@ -29,22 +30,59 @@ def sign_test(gained: int, lost: int) -> float:
     return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
 
 
-def run_set(engine, name: str, n: int, pww_n: int, steps: int = 20) -> list[dict]:
-    cfg = engine.model_info.cfg_scale()
-    out = []
+class Decoders:
+    """Runs jobs on the engine and decodes each job's final latents with the model's own VAE and
+    with any `others` too, so decoder candidates are compared on exactly the same latents (the
+    UNet runs once)."""
+
+    def __init__(self, engine, others: tuple[Path, ...] = ()) -> None:
+        self.engine = engine
+        self._extra: list = []
+        if not others:
+            return
+        from diffusers import AutoencoderKL
+
+        vae = engine._model.pipe.vae
+        decoders = [SimpleNamespace(vae=AutoencoderKL.from_pretrained(
+            o, torch_dtype=vae.dtype).to(vae.device).eval()) for o in others]
+        own = engine._decode
+
+        def decode(pipe, latents):
+            self._extra = [own(d, latents) for d in decoders]
+            return own(pipe, latents)
+
+        engine._decode = decode
+
+    def images(self, request) -> list:
+        from desktop_app.engine import jobs
+
+        first = self.engine.run(request).image
+        info = self.engine.model_info
+        work = jobs.plan(request, info.inpaint_channels, info.default_size)
+        return [first] + [jobs.finish(request, work, g) for g in self._extra]
+
+
+def run_set(decoders: Decoders, name: str, n: int, pww_n: int,
+            steps: int = 20) -> list[list[dict]]:
+    """Per decoder, per case: what it got right."""
+    cfg = decoders.engine.model_info.cfg_scale()
     if name.startswith("pww"):
         strength = float(name[3:])
-        for case in pww_quality.cases(pww_n):
-            img = engine.run(pww_quality.request_for(case, strength, steps, cfg)).image
-            out.append(pww_quality.score(case, img))
-        return out
-    makers = {"single": quality.single_cases, "two": quality.two_cases,
-              "inpaint": quality.inpaint_cases}
-    if name not in makers:
-        raise SystemExit(f"unknown set {name!r}: choose single, two, inpaint or pwwW")
-    for case in makers[name](n):
-        img = engine.run(quality.request_for(case, steps, cfg)).image
-        out.append(quality.score(case, img, name))
+        items = [(c, pww_quality.request_for(c, strength, steps, cfg), pww_quality.score)
+                 for c in pww_quality.cases(pww_n)]
+    else:
+        makers = {"single": quality.single_cases, "two": quality.two_cases,
+                  "inpaint": quality.inpaint_cases}
+        if name not in makers:
+            raise SystemExit(f"unknown set {name!r}: choose single, two, inpaint or pwwW")
+        items = [(c, quality.request_for(c, steps, cfg),
+                  lambda case, img: quality.score(case, img, name)) for c in makers[name](n)]
+    out: list[list[dict]] = []
+    for case, request, score in items:
+        for k, img in enumerate(decoders.images(request)):
+            if k == len(out):
+                out.append([])
+            out[k].append(score(case, img))
     return out
 
 
@@ -84,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--n", type=int, default=200)
     r.add_argument("--pww-n", type=int, default=48)
     r.add_argument("--steps", type=int, default=20)
+    r.add_argument("--also-vae", type=Path, default=None,
+                   help="also decode every job's latents with this VAE folder ...")
+    r.add_argument("--also-out", type=Path, default=None, help="... and write its results here")
     d = sub.add_parser("diff", help="compare two result files")
     d.add_argument("a", type=Path)
     d.add_argument("b", type=Path)
@@ -93,15 +134,24 @@ def main(argv: list[str] | None = None) -> None:
         return
     from desktop_app.engine import Engine
 
+    if (args.also_vae is None) != (args.also_out is None):
+        raise SystemExit("--also-vae and --also-out go together")
     engine = Engine(device="cpu")
     engine.load(args.model)
-    sets = {name: run_set(engine, name, args.n, args.pww_n, args.steps)
-            for name in args.sets.split(",")}
-    args.out.write_text(json.dumps({"model": args.model, "steps": args.steps, "sets": sets}) + "\n")
-    for name, cases in sets.items():
-        rates = {key: _flat(cases, key) for key in cases[0]}
-        print(f"{name} (n={len(cases)}): "
-              + ", ".join(f"{key} {sum(v) / len(v):.1%}" for key, v in rates.items()))
+    decoders = Decoders(engine, (args.also_vae,) if args.also_vae else ())
+    per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps)
+               for name in args.sets.split(",")}
+    outs = [(args.out, args.model)]
+    if args.also_vae:
+        outs.append((args.also_out, f"{args.model} with the VAE {args.also_vae}"))
+    for k, (path, label) in enumerate(outs):
+        sets = {name: results[k] for name, results in per_set.items()}
+        path.write_text(json.dumps({"model": label, "steps": args.steps, "sets": sets}) + "\n")
+        print(label)
+        for name, cases in sets.items():
+            rates = {key: _flat(cases, key) for key in cases[0]}
+            print(f"  {name} (n={len(cases)}): "
+                  + ", ".join(f"{key} {sum(v) / len(v):.1%}" for key, v in rates.items()))
 
 
 if __name__ == "__main__":

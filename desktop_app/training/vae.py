@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     # soft corners read as circles); weight the loss near colour boundaries.
     ap.add_argument("--edge-weight", type=float, default=0.0,
                     help="extra loss weight on pixels within 2 px of a colour boundary")
+    # The UNet's latents decoded with soft corners and wobbly edges; pairs of (a latent the UNet
+    # finished from a partly noised training scene, that clean scene) teach the decoder to read
+    # them (decoder_pairs.py makes them; only pairs whose layout survived are used).
+    ap.add_argument("--pairs", default="",
+                    help="decoder-only: comma-separated .npz files from decoder_pairs.py")
+    ap.add_argument("--pairs-share", type=float, default=0.5,
+                    help="share of each batch taken from --pairs (the rest: encoder latents)")
     ap.add_argument("--export-to", default=str(common.MODEL_DIR / "vae"),
                     help="where the finished VAE goes (default: the shipped model's folder)")
     args = ap.parse_args(argv)
@@ -121,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         common.log(f"warm start from the shipped VAE at step {step}", logf)
     start = step
     rng = np.random.default_rng(args.seed * 1000 + step)
+    pair_z, pair_x = load_pairs(args.pairs) if args.pairs else (None, None)
+    if pair_z is not None and not (args.decoder_only and args.crop >= scenes.SIZE):
+        raise SystemExit("--pairs needs --decoder-only and full images (--crop 256)")
+    n_pairs = 0 if pair_z is None else int(round(args.batch * args.pairs_share))
     prog = common.Progress(args.steps, "vae")
     vae.train()
     while step < args.steps:
@@ -131,14 +142,17 @@ def main(argv: list[str] | None = None) -> None:
             lr *= (step - start + 1) / 200
         for g in opt.param_groups:
             g["lr"] = float(max(lr, 1e-5))
-        x = to_tensor(crop_batch(rng, args.batch, args.crop))
+        x = to_tensor(crop_batch(rng, args.batch - n_pairs, args.crop))
         with torch.set_grad_enabled(not args.decoder_only):
             post = vae.encode(x).latent_dist
         z = post.sample()
         if args.latent_noise > 0:
-            half = args.batch // 2
+            half = len(z) // 2
             noise = torch.randn_like(z[:half]) * args.latent_noise * z.detach().std()
             z = torch.cat([z[:half] + noise, z[half:]])
+        if n_pairs:
+            zp, xp = pair_batch(rng, pair_z, pair_x, n_pairs)
+            z, x = torch.cat([z, zp]), torch.cat([x, xp])
         rec = vae.decode(z).sample
         w = edge_weights(x, args.edge_weight) if args.edge_weight > 0 else None
         l1 = weighted_mean((rec - x).abs(), w)
@@ -160,6 +174,30 @@ def main(argv: list[str] | None = None) -> None:
             ckpt_path.with_suffix(".tmp").replace(ckpt_path)
             common.log(f"step {step} l1 {l1.item():.4f} psnr {psnr:.2f} kl {kl.item():.3f}", logf)
     export(vae, step, Path(args.export_to))
+
+
+def load_pairs(paths: str) -> tuple[np.ndarray, np.ndarray]:
+    zs, xs = [], []
+    for path in paths.split(","):
+        with np.load(path) as f:
+            keep = f["layout_kept"]
+            zs.append(f["latents"][keep])
+            xs.append(f["images"][keep])
+    z, x = np.concatenate(zs), np.concatenate(xs)
+    common.log(f"{len(z)} decoder pairs whose layout survived, from {paths}")
+    return z, x
+
+
+def pair_batch(rng: np.random.Generator, pair_z: np.ndarray, pair_x: np.ndarray, n: int):
+    """n random pairs, each mirrored left-right half the time (latent and image together: the
+    scenes' world is mirror-symmetric; triangles point up, so never flip vertically)."""
+    import torch
+
+    idx = rng.integers(0, len(pair_z), n)
+    z, x = pair_z[idx].astype(np.float32), pair_x[idx]
+    flip = rng.random(n) < 0.5
+    z[flip], x[flip] = z[flip][..., ::-1], x[flip][:, :, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(z)), to_tensor(np.ascontiguousarray(x))
 
 
 def edge_weights(x, extra: float):
