@@ -8,6 +8,10 @@ model gained and lost against the other, and a two-sided sign test on those.
 Sets: single, two, inpaint (quality.py's cases, --n each) and pwwW (pww_quality.py's layouts at
 strength W, --pww-n of them; pww0 is the same prompts without a layout). Each set runs on one
 model in about --n x 3 seconds on one core; give each its own process to use more.
+
+A decoder candidate is compared on the very latents the shipped decoder reads: `--also-vae DIR
+--also-out B.json` decodes every job's final latents a second time with the VAE in DIR (the UNet
+runs once), and `diff` then compares A.json and B.json as usual.
 """
 
 from __future__ import annotations
@@ -62,14 +66,14 @@ class Decoders:
         return [first] + [jobs.finish(request, work, g) for g in self._extra]
 
 
-def run_set(decoders: Decoders, name: str, n: int, pww_n: int,
-            steps: int = 20) -> list[list[dict]]:
+def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
+            pww_seed: int = 4000) -> list[list[dict]]:
     """Per decoder, per case: what it got right."""
     cfg = decoders.engine.model_info.cfg_scale()
     if name.startswith("pww"):
         strength = float(name[3:])
         items = [(c, pww_quality.request_for(c, strength, steps, cfg), pww_quality.score)
-                 for c in pww_quality.cases(pww_n)]
+                 for c in pww_quality.cases(pww_n, pww_seed)]
     else:
         makers = {"single": quality.single_cases, "two": quality.two_cases,
                   "inpaint": quality.inpaint_cases}
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--n", type=int, default=200)
     r.add_argument("--pww-n", type=int, default=48)
     r.add_argument("--steps", type=int, default=20)
+    r.add_argument("--pww-seed", type=int, default=4000,
+                   help="first seed of the paint-with-words layouts (4000: the tuning set)")
     r.add_argument("--also-vae", type=Path, default=None,
                    help="also decode every job's latents with this VAE folder ...")
     r.add_argument("--also-out", type=Path, default=None, help="... and write its results here")
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(device="cpu")
     engine.load(args.model)
     decoders = Decoders(engine, (args.also_vae,) if args.also_vae else ())
-    per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps)
+    per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps, args.pww_seed)
                for name in args.sets.split(",")}
     outs = [(args.out, args.model)]
     if args.also_vae:
