@@ -11,6 +11,10 @@ noising, so the target is known, while the edges, corners and colours are the UN
 
 Scenes come from the training distribution only (`held_out=False`); the evaluation prompts'
 held-out (colour, shape, cell) triples never appear in a pair.
+
+Tried on 2026-12-04 (model card, *Decoder fine-tuned on the UNet's own latents*): it did not help.
+The UNet's small squares and small circles are the same blobs, so a decoder trained on them learns
+their average; the fix has to be in the UNet.
 """
 
 from __future__ import annotations

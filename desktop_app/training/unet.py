@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     if (args.fg_weight or args.edge_weight) and not ds.fg.any():
         raise SystemExit("--fg-weight and --edge-weight need foreground maps: run `python -m desktop_app.training.data fg`")
     common.log(f"UNet {n_params / 1e6:.2f}M parameters, {args.weighting} loss weighting, "
-               f"foreground weight {args.fg_weight:g}, lr {args.lr:g}"
+               f"foreground weight {args.fg_weight:g}, edge weight {args.edge_weight:g}, "
+               f"lr {args.lr:g}"
                + (f" cosine to {args.min_lr:g} from step {args.decay_from}" if args.decay_from is not None else ""),
                logf)
     grounding = None

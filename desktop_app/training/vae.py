@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="extra loss weight on pixels within 2 px of a colour boundary")
     # The UNet's latents decoded with soft corners and wobbly edges; pairs of (a latent the UNet
     # finished from a partly noised training scene, that clean scene) teach the decoder to read
-    # them (decoder_pairs.py makes them; only pairs whose layout survived are used).
+    # them (decoder_pairs.py makes them; only pairs whose layout survived are used). Tried: it did
+    # not help (model card), the shape is not in those latents.
     ap.add_argument("--pairs", default="",
                     help="decoder-only: comma-separated .npz files from decoder_pairs.py")
     ap.add_argument("--pairs-share", type=float, default=0.5,
