@@ -73,3 +73,47 @@ def test_other_decoders_read_the_same_latents(tmp_path):
     assert np.all(np.abs(gray[inside].astype(int) - 128) <= 1)
     assert not np.array_equal(own[inside], gray[inside])
     assert np.array_equal(gray[~inside], case.init[~inside])
+
+
+def test_breakdown_groups_cases_by_the_kind_of_object_their_prompt_names():
+    # Synthetic results on the real held-out cases: model A gets exactly the small squares right
+    # in the one-object set, and the two-object cases that contain a big circle; B also gets the
+    # first case that is not a small square right.
+    from desktop_app.training import quality
+
+    singles, twos = quality.single_cases(40), quality.two_cases(30)
+
+    def kinds(case):
+        return {(o.size, o.shape) for o in case.scene.shapes}
+
+    a = {"model": "a", "sets": {
+        "single": [{"color_shape": ("small", "square") in kinds(c)} for c in singles],
+        "two": [{"color_shape_both": ("big", "circle") in kinds(c)} for c in twos]}}
+    b = json.loads(json.dumps(a))
+    b["model"] = "b"
+    first_other = next(i for i, c in enumerate(singles) if ("small", "square") not in kinds(c))
+    b["sets"]["single"][first_other]["color_shape"] = True
+    rows = {tuple(x.strip() for x in line.split("|")[1:4]): line.split("|")[4:-1]
+            for line in compare.breakdown(a, b)[4:]}
+    n_small_squares = sum(("small", "square") in kinds(c) for c in singles)
+    assert 0 < n_small_squares < 40
+    assert [x.strip() for x in rows[("single", "color_shape", "small square")]] == [
+        str(n_small_squares), "100.0%", "100.0%", "0", "0"]
+    obj = singles[first_other].scene.shapes[0]
+    other_kind = f"{obj.size} {obj.shape}"
+    other = [x.strip() for x in rows[("single", "color_shape", other_kind)]]
+    assert other[1] == "0.0%" and other[3:] == ["1", "0"]
+    # Every kind of object appears; a two-object case counts under both of its objects.
+    assert {k[2] for k in rows if k[0] == "single"} == {
+        f"{z} {s}" for z in ("small", "big") for s in ("circle", "square", "triangle")}
+    two_rows = {k[2]: v for k, v in rows.items() if k[0] == "two"}
+    assert sum(int(v[0]) for v in two_rows.values()) == sum(len(kinds(c)) for c in twos)
+    assert two_rows["big circle"][1].strip() == "100.0%"
+    for kind, v in two_rows.items():  # the rest: the share of their cases with a big circle too
+        with_kind = [c for c in twos if tuple(kind.split()) in kinds(c)]
+        share = sum(("big", "circle") in kinds(c) for c in with_kind) / len(with_kind)
+        assert v[1].strip() == f"{share:.1%}"
+    # Without B: A's rate only; sets it cannot group (pww) are left out.
+    a["sets"]["pww8"] = [{"placed": [True]}]
+    alone = compare.breakdown(a)
+    assert alone[0] == "A = a" and not any(line.startswith("| pww") for line in alone)

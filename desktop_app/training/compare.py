@@ -4,6 +4,7 @@ model gained and lost against the other, and a two-sided sign test on those.
 
     python -m desktop_app.training.compare run MODEL OUT.json [--sets single,two,inpaint,pww8]
     python -m desktop_app.training.compare diff A.json B.json
+    python -m desktop_app.training.compare breakdown A.json [B.json]
 
 Sets: single, two, inpaint (quality.py's cases, --n each) and pwwW (pww_quality.py's layouts at
 strength W, --pww-n of them; pww0 is the same prompts without a layout). Each set runs on one
@@ -116,6 +117,45 @@ def diff(a: dict, b: dict) -> list[str]:
     return lines
 
 
+# Per set: the measure the breakdown reports, and which objects of a case it groups the case by.
+BREAKDOWN = {
+    "single": ("color_shape", quality.single_cases, lambda c: c.scene.shapes),
+    "two": ("color_shape_both", quality.two_cases, lambda c: c.scene.shapes),
+    "inpaint": ("object_in_mask", quality.inpaint_cases, lambda c: (c.target,)),
+}
+
+
+def breakdown(a: dict, b: dict | None = None) -> list[str]:
+    """Table lines of a result file's main measure per kind of object (size and shape), for the
+    sets that have one (BREAKDOWN). A case counts under every kind of object its prompt names (a
+    two-object case with a small square and a big circle in both rows). The cases are rebuilt
+    from their count, as `run` made them: its first n. With b (the same cases of another model),
+    also b's rate and the cases b gained and lost."""
+    lines = [f"A = {a['model']}"] + ([f"B = {b['model']}"] if b else [])
+    lines += ["| set | measure | object | n | A | " + ("B | B gained | B lost |" if b else ""),
+              "|---|---|---|---|---|" + ("---|---|---|" if b else "")]
+    for name, (key, make, objects) in BREAKDOWN.items():
+        ca = a["sets"].get(name)
+        cb = b["sets"].get(name) if b else None
+        if not ca or (b and not cb):
+            continue
+        n = min(len(ca), len(cb)) if cb else len(ca)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, case in enumerate(make(n)):
+            for kind in sorted({(o.size, o.shape) for o in objects(case)}):
+                groups.setdefault(kind, []).append(i)
+        for (size, shape), idx in sorted(groups.items()):
+            xa = [bool(ca[i][key]) for i in idx]
+            row = f"| {name} | {key} | {size} {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
+            if cb:
+                xb = [bool(cb[i][key]) for i in idx]
+                gained = sum(q and not p for p, q in zip(xa, xb, strict=True))
+                lost = sum(p and not q for p, q in zip(xa, xb, strict=True))
+                row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
+            lines.append(row)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -134,9 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("diff", help="compare two result files")
     d.add_argument("a", type=Path)
     d.add_argument("b", type=Path)
+    k = sub.add_parser("breakdown", help="a result file's main measures per kind of object")
+    k.add_argument("a", type=Path)
+    k.add_argument("b", type=Path, nargs="?", default=None)
     args = ap.parse_args(argv)
     if args.cmd == "diff":
         print("\n".join(diff(json.loads(args.a.read_text()), json.loads(args.b.read_text()))))
+        return
+    if args.cmd == "breakdown":
+        other = json.loads(args.b.read_text()) if args.b else None
+        print("\n".join(breakdown(json.loads(args.a.read_text()), other)))
         return
     from desktop_app.engine import Engine
 
