@@ -97,6 +97,12 @@ def _flat(cases: list[dict], key: str) -> list[bool]:
     return [bool(v) for c in cases for v in (c[key] if isinstance(c[key], list) else [c[key]])]
 
 
+def _paired(xa: list[bool], xb: list[bool]) -> tuple[int, int]:
+    """Cases B got right and A did not (gained), and the other way round (lost)."""
+    pairs = list(zip(xa, xb, strict=True))
+    return sum(q and not p for p, q in pairs), sum(p and not q for p, q in pairs)
+
+
 def diff(a: dict, b: dict) -> list[str]:
     """Table lines comparing result files a and b set by set, on the cases both ran."""
     lines = [f"A = {a['model']}", f"B = {b['model']}",
@@ -109,8 +115,7 @@ def diff(a: dict, b: dict) -> list[str]:
         n = min(len(ca), len(cb))
         for key in ca[0]:
             xa, xb = _flat(ca[:n], key), _flat(cb[:n], key)
-            gained = sum(q and not p for p, q in zip(xa, xb, strict=True))
-            lost = sum(p and not q for p, q in zip(xa, xb, strict=True))
+            gained, lost = _paired(xa, xb)
             lines.append(f"| {name} (n={n}) | {key} | {sum(xa) / len(xa):.1%} | "
                          f"{sum(xb) / len(xb):.1%} | {gained} | {lost} | "
                          f"{sign_test(gained, lost):.3f} |")
@@ -149,8 +154,7 @@ def breakdown(a: dict, b: dict | None = None) -> list[str]:
             row = f"| {name} | {key} | {size} {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
             if cb:
                 xb = [bool(cb[i][key]) for i in idx]
-                gained = sum(q and not p for p, q in zip(xa, xb, strict=True))
-                lost = sum(p and not q for p, q in zip(xa, xb, strict=True))
+                gained, lost = _paired(xa, xb)
                 row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
             lines.append(row)
     return lines
