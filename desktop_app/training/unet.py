@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
                          "was learned first")
     # Small squares come out as rounded blobs (their corners are a fraction of a latent pixel), and
     # no decoder fixes that (model card); weight the latent pixels a shape's outline crosses.
-    # Tried at 4 from the shipped 26,000 for 1,100 steps: worse on every measure (model card's
-    # recipe history), so it stays off by default.
+    # Tried at 4 from the shipped 26,000 for 1,100 steps: one-object shape worse (p ~ 0.04), two
+    # objects level (model card's recipe history), so it stays off by default.
     ap.add_argument("--edge-weight", type=float, default=0.0,
                     help="extra loss weight on partly covered latent pixels (outlines, corners): "
                          "+ edge-weight x 4c(1 - c) for coverage c, so half covered gets it all")
