@@ -43,6 +43,7 @@ from desktop_app.document.job import (
     RequestError,
 )
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
+from desktop_app.document.prompt_layout import regions_from_prompt
 
 EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 MAX_SEED = 2**63 - 1
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inpaint-padding", type=_number(int, 0, 1024), default=32)
     p.add_argument("--regions", type=Path, default=None,
                    help="paint-with-words layout (JSON) of regions and their words")
+    p.add_argument("--regions-from-prompt", action="store_true",
+                   help="a region for each clause of the prompt that says where its subject goes "
+                        "('a red circle at the top left and a blue square on the right'): that "
+                        "third of the image, bound to the clause's words")
     p.add_argument("--pww-scale", type=_number(float, 0, 10), default=0.1)
     p.add_argument("--pww-mode", choices=PWW_MODES, default="max")
     p.add_argument("--pww-outside", type=_number(float, 0, 10), default=1.0,
@@ -225,6 +230,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError(f"--out {out}: already exists (use --overwrite to replace it)")
     if args.mask is not None and args.init is None:
         raise RequestError("--mask needs --init: the image to inpaint")
+    if args.regions is not None and getattr(args, "regions_from_prompt", False):
+        raise RequestError("--regions and --regions-from-prompt: choose one")
     if args.regions is not None and not args.regions.is_file():
         raise RequestError(f"--regions {args.regions}: file not found")
     if args.model is not None:
@@ -309,8 +316,12 @@ def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.nd
         width, height = args.width or default_size, args.height or default_size
     kind = (JobKind.INPAINT if mask is not None
             else JobKind.IMAGE_TO_IMAGE if init is not None else JobKind.TEXT_TO_IMAGE)
-    regions = (_load_regions(args.regions, width, height, default_strength) if args.regions
-               else ())
+    if getattr(args, "regions_from_prompt", False):
+        regions = tuple(Region(r.words, r.mask(width, height), default_strength)
+                        for r in regions_from_prompt(args.prompt))
+    else:
+        regions = (_load_regions(args.regions, width, height, default_strength) if args.regions
+                   else ())
     seed = args.seed if args.seed >= 0 else secrets.randbelow(2**32)
     cfg = default_cfg if args.cfg is None else args.cfg
     request = JobRequest(
@@ -392,6 +403,13 @@ def generate(args: argparse.Namespace, console: Console) -> int:
                                 info.cfg_scale(), region_strength_for(info))
         if cancel.is_set():
             raise JobCancelled()
+        if getattr(args, "regions_from_prompt", False):
+            if request.regions:
+                console.note("regions from the prompt: " + "; ".join(
+                    f"{r.words!r} at strength {r.strength:g}" for r in request.regions))
+            else:
+                console.warn("--regions-from-prompt: the prompt says nowhere where a thing goes "
+                             "(e.g. 'at the top left', 'on the right'); no regions")
         console.note(f"{request.kind.value} {request.width}x{request.height}, "
                      f"{request.steps} steps, seed {request.seed}")
         writer = PreviewWriter(console, args.previews)

@@ -4,7 +4,7 @@ as a person would.
     Xvfb :99 -screen 0 1600x1000x24 &  DISPLAY=:99 .venv/bin/python scripts/screenshot.py
     (or QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py)
 
-States: empty, mask (an image with a painted mask), regions, generating (a preview mid-job),
+States: empty, mask (an image with a painted mask), regions, regions_from_prompt, generating (a preview mid-job),
 result (with the history strip). Writes docs/screenshots/<state>.png.
 """
 
@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     window.regions.set_words(region, "red ball")
     window.tabs.setCurrentWidget(window.regions_panel)
     save(window, app, out, "regions")
+    prompt = window.panel.prompt.toPlainText()
+    window.panel.prompt.setPlainText("a red ball on the left and a blue kite at the top right, "
+                                     "sunny sky")
+    window.regions_panel.from_prompt_button.click()
+    save(window, app, out, "regions_from_prompt")
+    window.undo.undo()
+    window.panel.prompt.setPlainText(prompt)
 
     window.tabs.setCurrentIndex(0)
     window.panel.steps.setValue(8)

@@ -159,6 +159,29 @@ def test_layout_regions_without_strength_get_the_models_recommendation(tiny_sd, 
     assert [r.strength for r in read_metadata(out).regions] == [3.0, 0.5]
 
 
+def test_regions_from_the_prompt_place_each_clause_in_its_third(tiny_sd, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    (model / "generation_defaults.json").write_text('{"region_strength": 3.0}')
+    out = tmp_path / "auto.png"
+    code, _, err = _run(capsys, "--prompt", "a red fox at the bottom left, a blue sky at the top",
+                        "--model", str(model), "--steps", "1", "--regions-from-prompt",
+                        "--width", "96", "--height", "48", "--out", str(out))
+    assert code == 0, err
+    assert "regions from the prompt: 'red fox at the bottom left'" in err
+    regions = read_metadata(out).regions
+    assert [(r.words, r.strength) for r in regions] == [
+        ("red fox at the bottom left", 3.0), ("blue sky at the top", 3.0)]
+    fox, sky = regions[0].mask, regions[1].mask
+    assert fox.shape == (48, 96) and fox[32:, :32].min() == 1.0 and fox.sum() == 16 * 32
+    assert sky[:16, 32:64].min() == 1.0 and sky.sum() == 16 * 32
+    # Nothing to place: a warning, and the image is made without regions.
+    out2 = tmp_path / "plain.png"
+    code, _, err = _run(capsys, "--prompt", "a red fox", "--model", str(model), "--steps", "1",
+                        "--regions-from-prompt", "--out", str(out2))
+    assert code == 0 and "says nowhere where" in err and read_metadata(out2).regions == ()
+
+
 def test_an_out_folder_without_write_permission_fails_before_the_job(tmp_path, capsys,
                                                                     monkeypatch):
     real_access = os.access
@@ -239,6 +262,7 @@ BAD_INPUTS = [
     (["--regions", "{tmp}/no_layout.json"], "no_layout.json"),
     (["--regions", "{tmp}/bad_layout.json"], "bad_layout.json"),
     (["--sampler", "lcm"], "LCM"),
+    (["--regions", "{tmp}/bad_layout.json", "--regions-from-prompt"], "choose one"),
     (["--device", "tpu"], "tpu"),
     (["--dtype", "float8"], "float8"),
 ]

@@ -117,3 +117,17 @@ def test_breakdown_groups_cases_by_the_kind_of_object_their_prompt_names():
     a["sets"]["pww8"] = [{"placed": [True]}]
     alone = compare.breakdown(a)
     assert alone[0] == "A = a" and not any(line.startswith("| pww") for line in alone)
+
+
+def test_place_from_prompt_gives_the_measured_prompts_their_regions():
+    from desktop_app.training import quality
+
+    case = next(c for c in quality.two_cases(20) if "at the" in c.prompt)
+    request = compare.with_prompt_regions(quality.request_for(case, 20, 4.0), 8.0)
+    assert len(request.regions) == 2 and all(r.strength == 8.0 for r in request.regions)
+    for region in request.regions:  # each region is its object's cell, bound to its words
+        (shape,) = [s for s in case.scene.shapes if f"{s.color} {s.shape}" in region.words]
+        row, col = divmod(shape.cell, 3)
+        ys, xs = np.nonzero(region.mask)
+        assert (ys.min() // 85, xs.min() // 85) == (row, col) and region.mask.sum() > 80 * 80
+    request.validate()

@@ -152,3 +152,44 @@ def test_layout_save_and_load_round_trip(qtbot, make_window, tmp_path):
         assert np.abs(m1 - m2).max() < 1 / 255 + 1e-6
     window.undo.undo()
     assert window.doc.regions == []
+
+
+def test_regions_from_the_prompt_place_each_clause_and_undo_restores_the_old_ones(
+        qtbot, make_window):
+    window = make_window(FakeEngine(default_region_strength=8.0))
+    window.regions.add("sofa")  # a region the person made before
+    window.panel.prompt.setPlainText("a red circle at the top left and a blue square on the right "
+                                     "on a gray background")
+    window.regions_panel.from_prompt_button.click()
+    regions = window.doc.regions
+    assert [(r.words, r.strength) for r in regions] == [
+        ("red circle at the top left", 8.0), ("blue square on the right", 8.0)]
+    h, w = regions[0].mask.shape
+    assert regions[0].mask[: h // 3, : w // 3].all() and regions[0].mask.sum() == (h // 3) * (w // 3)
+    assert regions[1].mask[h // 3: 2 * h // 3, -(w // 3):].all()
+    assert window.tabs.currentWidget() is window.regions_panel
+    assert "2 regions" in window.statusBar().currentMessage()
+    window.undo.undo()
+    assert [r.words for r in window.doc.regions] == ["sofa"]
+    # A prompt that names no place says so and changes nothing.
+    window.panel.prompt.setPlainText("a cat on a sofa")
+    window.regions_panel.from_prompt_button.click()
+    assert [r.words for r in window.doc.regions] == ["sofa"] and "where" in window.last_error
+
+
+def test_a_prompt_that_says_where_offers_to_place_it_until_there_are_regions(qtbot, make_window):
+    window = make_window(load=False)
+    hint = window.panel.placement_hint
+    window.panel.prompt.setPlainText("a cat on a sofa")
+    assert not hint.isVisibleTo(window.panel)
+    # One place: the model puts a lone subject where the prompt says; a region would only bias it.
+    window.panel.prompt.setPlainText("a cat on the left")
+    assert not hint.isVisibleTo(window.panel)
+    window.panel.prompt.setPlainText("a cat on the left and a dog in the top right corner")
+    assert hint.isVisibleTo(window.panel) and "2 things" in hint.text()
+    hint.linkActivated.emit("place")  # what clicking its link does
+    assert [r.words for r in window.doc.regions] == ["cat on the left",
+                                                     "dog in the top right corner"]
+    assert not hint.isVisibleTo(window.panel)  # the canvas has regions now
+    window.undo.undo()
+    assert hint.isVisibleTo(window.panel)

@@ -27,6 +27,7 @@ from desktop_app.app.tools import ToolController
 from desktop_app.app.worker import EngineClient
 from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.document.history import History
+from desktop_app.document.prompt_layout import regions_from_prompt
 from desktop_app.ui import dialogs
 from desktop_app.ui.attention_strip import AttentionStrip
 from desktop_app.ui.canvas_view import CanvasView
@@ -78,7 +79,8 @@ class MainWindow(QMainWindow):
         self.attention = AttentionStrip()
         self.panel.add_below_prompt(self.attention)
         self.regions_panel = RegionsPanel(self.regions, self.panel.prompt_text,
-                                          self.panel.selected_prompt_text)
+                                          self.panel.selected_prompt_text,
+                                          from_prompt=lambda: self._on_regions_from_prompt())
         self.generation = GenerationController(self.doc, self.client, self.undo, self.history,
                                                self.app_settings, self.panel.settings)
         tabs = QTabWidget()
@@ -168,6 +170,7 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&Regions")
         self._action(m, "&Add region", self._on_add_region, "Ctrl+R")
         self._action(m, "Paint the &mask", self.regions.paint_mask, "M")
+        self._action(m, "Regions from the &prompt", self._on_regions_from_prompt, "Ctrl+Shift+R")
         m.addSeparator()
         self._action(m, "&Load layout…", self._on_load_layout)
         self._action(m, "&Save layout…", self._on_save_layout)
@@ -188,6 +191,9 @@ class MainWindow(QMainWindow):
         p.model_requested.connect(self.models.open)
         p.device_changed.connect(self.models.set_device)
         p.prompt_changed.connect(self.regions_panel.check_words)
+        p.prompt_changed.connect(self._update_placement_hint)
+        p.place_requested.connect(self._on_regions_from_prompt)
+        self.doc.add_listener(self._on_doc_for_hint)
         self.client.progress.connect(self._on_progress)
         self.client.busy_changed.connect(self._on_busy)
         g.running_changed.connect(p.set_running)
@@ -299,6 +305,21 @@ class MainWindow(QMainWindow):
     def _on_add_region(self) -> None:
         self.regions.add(self.panel.selected_prompt_text())
         self.tabs.setCurrentWidget(self.regions_panel)
+
+    def _update_placement_hint(self, *_args: object) -> None:
+        """Offered for two places or more: that is where regions pay (each region's words drawn
+        from a prompt of their own). One object the built-in model already puts where its prompt
+        says (position 99.5%), and a region's bias then only costs drawing (model card)."""
+        places = 0 if self.doc.regions else len(regions_from_prompt(self.panel.prompt_text()))
+        self.panel.show_placement_hint(places if places >= 2 else 0)
+
+    def _on_doc_for_hint(self, event: str, _payload: object) -> None:
+        if event in ("reset", "regions"):
+            self._update_placement_hint()
+
+    def _on_regions_from_prompt(self) -> None:
+        if self.actions_.regions_from_prompt(self.panel.prompt_text()):
+            self.tabs.setCurrentWidget(self.regions_panel)
 
     def _on_load_layout(self) -> None:
         if path := dialogs.ask_open(self, "Load region layout", dialogs.LAYOUT_FILTER):

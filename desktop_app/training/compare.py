@@ -3,6 +3,7 @@ checkpoint ships: per case, what each model got right; per measure, both rates, 
 model gained and lost against the other, and a two-sided sign test on those.
 
     python -m desktop_app.training.compare run MODEL OUT.json [--sets single,two,inpaint,pww8]
+        [--place-from-prompt]
     python -m desktop_app.training.compare diff A.json B.json
     python -m desktop_app.training.compare breakdown A.json [B.json]
 
@@ -67,9 +68,25 @@ class Decoders:
         return [first] + [jobs.finish(request, work, g) for g in self._extra]
 
 
+def with_prompt_regions(request, strength: float):
+    """The request with a region for each place its prompt names (document.prompt_layout), at
+    `strength`: what Regions ▸ From prompt and `generate --regions-from-prompt` send."""
+    from dataclasses import replace
+
+    from desktop_app.document.job import Region
+    from desktop_app.document.prompt_layout import regions_from_prompt
+
+    regions = tuple(Region(r.words, r.mask(request.width, request.height), strength)
+                    for r in regions_from_prompt(request.prompt))
+    return replace(request, regions=regions)
+
+
 def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
-            pww_seed: int = 4000) -> list[list[dict]]:
-    """Per decoder, per case: what it got right."""
+            pww_seed: int = 4000, place_from_prompt: bool = False) -> list[list[dict]]:
+    """Per decoder, per case: what it got right. `place_from_prompt`: the single, two and
+    inpaint prompts get regions from their position words (with_prompt_regions)."""
+    from desktop_app.document.model_info import region_strength_for
+
     cfg = decoders.engine.model_info.cfg_scale()
     if name.startswith("pww"):
         strength = float(name[3:])
@@ -82,6 +99,9 @@ def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
             raise SystemExit(f"unknown set {name!r}: choose single, two, inpaint or pwwW")
         items = [(c, quality.request_for(c, steps, cfg),
                   lambda case, img: quality.score(case, img, name)) for c in makers[name](n)]
+        if place_from_prompt:
+            strength = region_strength_for(decoders.engine.model_info)
+            items = [(c, with_prompt_regions(r, strength), f) for c, r, f in items]
     out: list[list[dict]] = []
     for case, request, score in items:
         for k, img in enumerate(decoders.images(request)):
@@ -172,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--steps", type=int, default=20)
     r.add_argument("--pww-seed", type=int, default=4000,
                    help="first seed of the paint-with-words layouts (4000: the tuning set)")
+    r.add_argument("--place-from-prompt", action="store_true",
+                   help="give the single, two and inpaint prompts regions from their position "
+                        "words, as Regions > From prompt does")
     r.add_argument("--also-vae", type=Path, default=None,
                    help="also decode every job's latents with this VAE folder ...")
     r.add_argument("--also-out", type=Path, default=None, help="... and write its results here")
@@ -196,9 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(device="cpu")
     engine.load(args.model)
     decoders = Decoders(engine, (args.also_vae,) if args.also_vae else ())
-    per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps, args.pww_seed)
+    per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps, args.pww_seed,
+                             args.place_from_prompt)
                for name in args.sets.split(",")}
-    outs = [(args.out, args.model)]
+    label = args.model + (" with regions from the prompt" if args.place_from_prompt else "")
+    outs = [(args.out, label)]
     if args.also_vae:
         outs.append((args.also_out, f"{args.model} with the VAE {args.also_vae}"))
     for k, (path, label) in enumerate(outs):

@@ -45,6 +45,7 @@ class GenerationPanel(QWidget):
     model_requested = Signal(object)  # path str, or None for the built-in model
     device_changed = Signal(str)
     prompt_changed = Signal(str)
+    place_requested = Signal()  # the placement hint's link: regions from the prompt
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,6 +65,12 @@ class GenerationPanel(QWidget):
         self.vocabulary_hint.setVisible(False)
         self._vocabulary: frozenset[str] | None = None
         self._prompt_box.addWidget(self.vocabulary_hint)
+        # When the prompt says where things go and the canvas has no regions yet.
+        self.placement_hint = QLabel()
+        self.placement_hint.setWordWrap(True)
+        self.placement_hint.setVisible(False)
+        self.placement_hint.linkActivated.connect(lambda _link: emit(self.place_requested))
+        self._prompt_box.addWidget(self.placement_hint)
         self._extras_at = self._prompt_box.count()  # the attention strip goes here
         self._prompt_box.addWidget(self.negative)
         layout = QVBoxLayout(self)
@@ -183,6 +190,14 @@ class GenerationPanel(QWidget):
         col.addLayout(row)
         col.addWidget(self.progress)
         return col
+
+    def show_placement_hint(self, places: int) -> None:
+        """Offer to turn the prompt's `places` position phrases into regions (0 hides it)."""
+        self.placement_hint.setVisible(places > 0)
+        if places:
+            self.placement_hint.setText(
+                f"The prompt says where {places} things go: <a href=\"place\">place them as "
+                "regions</a> (Ctrl+Shift+R), so each is drawn from its own words, where it goes.")
 
     def add_below_prompt(self, widget: QWidget) -> None:
         self._prompt_box.insertWidget(self._extras_at, widget)

@@ -42,7 +42,8 @@ def swatch(colour: tuple[int, int, int], size: int = 14) -> QIcon:
 
 class RegionsPanel(QWidget):
     def __init__(self, editor: RegionEditor, prompt_text: Callable[[], str],
-                 selected_text: Callable[[], str], parent: QWidget | None = None) -> None:
+                 selected_text: Callable[[], str], parent: QWidget | None = None,
+                 from_prompt: Callable[[], object] | None = None) -> None:
         super().__init__(parent)
         self._editor = editor
         self._prompt_text = prompt_text
@@ -62,8 +63,16 @@ class RegionsPanel(QWidget):
         self.remove_button = QPushButton("Remove")
         self.add_button.clicked.connect(self._on_add)
         self.remove_button.clicked.connect(self._on_remove)
+        self.from_prompt_button = QPushButton("From prompt")
+        self.from_prompt_button.setToolTip(
+            "Replace the regions by one per place the prompt names (\"a red circle at the top "
+            "left and a blue square on the right\"), each a third of the image (Ctrl+Shift+R)")
+        self.from_prompt_button.setVisible(from_prompt is not None)
+        if from_prompt is not None:
+            self.from_prompt_button.clicked.connect(lambda: from_prompt())
         buttons = QHBoxLayout()
-        for b in (self.mask_button, self.add_button, self.remove_button):
+        for b in (self.mask_button, self.add_button, self.remove_button,
+                  self.from_prompt_button):
             buttons.addWidget(b)
         self.details = self._build_details()
         layout = QVBoxLayout(self)

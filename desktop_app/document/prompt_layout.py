@@ -1,0 +1,131 @@
+"""A paint-with-words layout read from the prompt's own position words.
+
+"a red circle at the top left and a blue square on the right" names where each thing goes; this
+turns every such phrase into a region: the words of its clause ("red circle at the top left")
+bound to the named cell of a 3 x 3 grid. The idea is LLM-grounded diffusion's (Lian et al.,
+2023: prompt -> layout -> layout-guided generation) with a fixed grammar in place of the
+language model, so it runs offline and is predictable. The regions are ordinary ones: the user
+sees and edits them before generating.
+
+Grammar (case-insensitive): clauses are split at commas, semicolons, "and", "plus" and "as well
+as"; a clause with exactly one position phrase and at least one other content word becomes a
+region. A position phrase standing alone ("top left, a red circle") joins the next clause.
+Background phrases ("on a gray background", "against a white backdrop", "a gray background
+with ...") never become regions. Positions: corners (top left / upper right / bottom left
+corner ...), edges (at the top, along the bottom, on the left side, in the middle right ...),
+and the centre (in the center / middle / centre). Numpy only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_V = {"top": 0, "upper": 0, "bottom": 2, "lower": 2}
+_H = {"left": 0, "right": 2}
+_MID = r"(?:center|centre|middle)"
+_TAIL = r"(?:\s+(?:corner|side|edge|part|half))?"
+_PREP = r"(?:at|in|on|along|to|towards?)\s+the\s+"
+_POSITIONS = [
+    # corners: "at the top left corner", "in the upper right", a bare "bottom left"
+    (re.compile(rf"(?:{_PREP})?(?P<v>top|upper|bottom|lower)[\s-]+(?P<h>left|right){_TAIL}"
+                r"(?!\w)", re.I), None),
+    # top / bottom edge, optionally "top center", "top middle"
+    (re.compile(rf"{_PREP}(?P<v>top|upper|bottom|lower)(?:\s+{_MID})?{_TAIL}(?!\w)", re.I), None),
+    # left / right edge, optionally "middle left"
+    (re.compile(rf"{_PREP}(?:{_MID}\s+)?(?P<h>left|right){_TAIL}(?!\w)", re.I), None),
+    (re.compile(rf"{_PREP}{_MID}(?!\w)", re.I), (1, 1)),
+]
+_SPLIT = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+(?:and|plus|as\s+well\s+as)\s+", re.I)
+_BACKGROUND = re.compile(
+    r"(?:(?<!\w)(?:on|against|with|over|in\s+front\s+of)\s+(?:(?:a|an|the)\s+)?)?"
+    r"(?<!\w)(?:[\w-]+\s+){0,3}?(?:background|backdrop)(?!\w)(?:\s*(?:with|showing|:))?", re.I)
+_LEAD = re.compile(r"^(?:(?:there\s+(?:is|are)|(?:a|an)\s+(?:drawing|image|picture|photo)\s+of)"
+                   r"(?:\s+|$))?(?:(?:a|an|the)(?:\s+|$))?", re.I)
+_FILLER = re.compile(r"\s+(?:placed|that\s+sits|which\s+sits|sitting|located|positioned)$", re.I)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class PromptRegion:
+    words: str  # a phrase of the prompt, exactly as written there
+    cell: tuple[int, int]  # (row, column) in the 3 x 3 grid
+
+    def mask(self, width: int, height: int) -> np.ndarray:
+        """The cell as a float mask (1 inside) at width x height."""
+        row, col = self.cell
+        m = np.zeros((height, width), np.float32)
+        m[round(row * height / 3):round((row + 1) * height / 3),
+          round(col * width / 3):round((col + 1) * width / 3)] = 1.0
+        return m
+
+
+def _positions(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The position phrases in `text`, left to right, as (span, (row, column)); where matches
+    overlap the longest at the earliest start wins ("top left corner" over "top")."""
+    found = []
+    for pattern, fixed in _POSITIONS:
+        for m in pattern.finditer(text):
+            v, h = m.groupdict().get("v"), m.groupdict().get("h")
+            cell = fixed or (_V[v.lower()] if v else 1, _H[h.lower()] if h else 1)
+            found.append((m.span(), cell))
+    found.sort(key=lambda f: (f[0][0], -(f[0][1] - f[0][0])))
+    out, end = [], -1
+    for span, cell in found:
+        if span[0] >= end:
+            out.append((span, cell))
+            end = span[1]
+    return out
+
+
+def regions_from_prompt(prompt: str) -> list[PromptRegion]:
+    """Every clause of the prompt that says where its subject goes, as a region (see module)."""
+    # Background phrases are cut out first: they are not objects, and "with" inside them joins
+    # a background to the objects rather than to another clause.
+    pieces, last = [], 0
+    for m in _BACKGROUND.finditer(prompt):
+        if m.group(0).strip():
+            pieces.append((last, m.start()))
+            last = m.end()
+    pieces.append((last, len(prompt)))
+    clauses: list[tuple[int, int]] = []
+    for a, b in pieces:
+        pos = a
+        for m in _SPLIT.finditer(prompt, a, b):
+            clauses.append((pos, m.start()))
+            pos = m.end()
+        clauses.append((pos, b))
+    out: list[PromptRegion] = []
+    pending: tuple[int, tuple[int, int]] | None = None  # a position phrase standing alone
+    for a, b in clauses:
+        text = prompt[a:b]
+        positions = _positions(text)
+        if len(positions) > 1:
+            pending = None
+            continue
+        found = positions[0] if positions else None
+        rest = text
+        if found:
+            (pa, pb), cell = found
+            rest = text[:pa] + " " + text[pb:]
+        content = _WORD.findall(_FILLER.sub("", _LEAD.sub("", rest.strip())))
+        if found and not content:
+            pending = (a, cell)
+            continue
+        if pending and not found and content:
+            start, cell = pending
+        elif found and content:
+            start, cell = a, found[1]
+        else:
+            pending = None
+            continue
+        pending = None
+        phrase = prompt[start:b]
+        offset = len(phrase) - len(phrase.lstrip())
+        offset += _LEAD.match(phrase[offset:]).end()
+        words = phrase[offset:].strip(" ,;")
+        if words:
+            out.append(PromptRegion(words, cell))
+    return out
