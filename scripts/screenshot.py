@@ -4,7 +4,8 @@ as a person would.
     Xvfb :99 -screen 0 1600x1000x24 &  DISPLAY=:99 .venv/bin/python scripts/screenshot.py
     (or QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py)
 
-States: empty, mask (an image with a painted mask), regions, regions_from_prompt, generating (a preview mid-job),
+States: empty, mask (an image with a painted mask), regions, placement_hint and
+regions_from_prompt (a prompt that says where things go), generating (a preview mid-job),
 result (with the history strip). Writes docs/screenshots/<state>.png.
 """
 
@@ -119,12 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     window.regions.set_words(region, "red ball")
     window.tabs.setCurrentWidget(window.regions_panel)
     save(window, app, out, "regions")
+    # A prompt that says where things go, on a canvas without regions: the prompt box offers to
+    # place them; then Regions > From prompt. Undo puts the painted regions back.
     prompt = window.panel.prompt.toPlainText()
+    for r in list(window.doc.regions):
+        window.regions.remove(r)
     window.panel.prompt.setPlainText("a red ball on the left and a blue kite at the top right, "
                                      "sunny sky")
+    window.tabs.setCurrentIndex(0)
+    save(window, app, out, "placement_hint")
     window.regions_panel.from_prompt_button.click()
     save(window, app, out, "regions_from_prompt")
-    window.undo.undo()
+    for _ in range(3):
+        window.undo.undo()
     window.panel.prompt.setPlainText(prompt)
 
     window.tabs.setCurrentIndex(0)
