@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from desktop_app.document.prompt_layout import regions_from_prompt
+from desktop_app.document.prompt_layout import MAX_REGIONS, regions_from_prompt
 from desktop_app.document.regions import words_in_prompt
 from desktop_app.training import scenes
 
@@ -64,3 +64,11 @@ def test_every_object_of_a_training_caption_lands_in_its_own_cell():
             (shape,) = [s for s in scene.shapes if divmod(s.cell, 3) == r.cell]
             assert shape.color in r.words and shape.shape in r.words, (caption, r)
     assert found > 240  # ~12% of captions leave positions out
+
+
+def test_a_huge_prompt_gives_at_most_one_region_per_cell_quickly():
+    prompt = "a red circle at the top left and a blue square on the right, " * 3000
+    regions = regions_from_prompt(prompt)
+    assert len(regions) == MAX_REGIONS
+    assert regions[0].words == "red circle at the top left"
+    assert regions_from_prompt("x" * 200_000) == [] and regions_from_prompt("") == []

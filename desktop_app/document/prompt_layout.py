@@ -46,6 +46,8 @@ _LEAD = re.compile(r"^(?:(?:there\s+(?:is|are)|(?:a|an)\s+(?:drawing|image|pictu
                    r"(?:\s+|$))?(?:(?:a|an|the)(?:\s+|$))?", re.I)
 _FILLER = re.compile(r"\s+(?:placed|that\s+sits|which\s+sits|sitting|located|positioned)$", re.I)
 _WORD = re.compile(r"\w+")
+MAX_REGIONS = 9  # one per cell of the grid; a prompt naming more places keeps its first nine
+READ_CHARS = 4000  # far past any text encoder's window (77 tokens); keeps typing responsive
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,11 @@ def _positions(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 
 def regions_from_prompt(prompt: str) -> list[PromptRegion]:
-    """Every clause of the prompt that says where its subject goes, as a region (see module)."""
+    """Every clause of the prompt that says where its subject goes, as a region (see module);
+    at most MAX_REGIONS, the first ones (a text encoder reads only the start of a long prompt
+    anyway, and each region is a full-size mask), found in the first READ_CHARS characters."""
+    cut = len(prompt) > READ_CHARS
+    prompt = prompt[:READ_CHARS]
     # Background phrases are cut out first: they are not objects, and "with" inside them joins
     # a background to the objects rather than to another clause.
     pieces, last = [], 0
@@ -97,6 +103,8 @@ def regions_from_prompt(prompt: str) -> list[PromptRegion]:
             clauses.append((pos, m.start()))
             pos = m.end()
         clauses.append((pos, b))
+    if cut:
+        clauses.pop()  # the clause the cut went through is not whole
     out: list[PromptRegion] = []
     pending: tuple[int, tuple[int, int]] | None = None  # a position phrase standing alone
     for a, b in clauses:
@@ -128,4 +136,6 @@ def regions_from_prompt(prompt: str) -> list[PromptRegion]:
         words = phrase[offset:].strip(" ,;")
         if words:
             out.append(PromptRegion(words, cell))
+            if len(out) == MAX_REGIONS:
+                break
     return out
