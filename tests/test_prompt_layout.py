@@ -30,6 +30,9 @@ def cells(prompt: str) -> list[tuple[str, tuple[int, int]]]:
     # nothing to place
     ("a red circle and a blue square on a gray background", []),
     ("a portrait of a woman, oil painting", []),
+    # place words only count as whole words ("stop left" is not "top left")
+    ("a dog by the bus stop left of a tree and a cat on the right",
+     [("cat on the right", (1, 2))]),
     # a clause naming two places is ambiguous and is left alone
     ("a road from the top left to the bottom right", []),
 ])

@@ -30,13 +30,14 @@ _TAIL = r"(?:\s+(?:corner|side|edge|part|half))?"
 _PREP = r"(?:at|in|on|along|to|towards?)\s+the\s+"
 _POSITIONS = [
     # corners: "at the top left corner", "in the upper right", a bare "bottom left"
-    (re.compile(rf"(?:{_PREP})?(?P<v>top|upper|bottom|lower)[\s-]+(?P<h>left|right){_TAIL}"
-                r"(?!\w)", re.I), None),
+    (re.compile(rf"(?<!\w)(?:{_PREP})?(?P<v>top|upper|bottom|lower)[\s-]+(?P<h>left|right)"
+                rf"{_TAIL}(?!\w)", re.I), None),
     # top / bottom edge, optionally "top center", "top middle"
-    (re.compile(rf"{_PREP}(?P<v>top|upper|bottom|lower)(?:\s+{_MID})?{_TAIL}(?!\w)", re.I), None),
+    (re.compile(rf"(?<!\w){_PREP}(?P<v>top|upper|bottom|lower)(?:\s+{_MID})?{_TAIL}(?!\w)",
+                re.I), None),
     # left / right edge, optionally "middle left"
-    (re.compile(rf"{_PREP}(?:{_MID}\s+)?(?P<h>left|right){_TAIL}(?!\w)", re.I), None),
-    (re.compile(rf"{_PREP}{_MID}(?!\w)", re.I), (1, 1)),
+    (re.compile(rf"(?<!\w){_PREP}(?:{_MID}\s+)?(?P<h>left|right){_TAIL}(?!\w)", re.I), None),
+    (re.compile(rf"(?<!\w){_PREP}{_MID}(?!\w)", re.I), (1, 1)),
 ]
 _SPLIT = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+(?:and|plus|as\s+well\s+as)\s+", re.I)
 _BACKGROUND = re.compile(
