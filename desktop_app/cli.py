@@ -43,7 +43,7 @@ from desktop_app.document.job import (
     RequestError,
 )
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
-from desktop_app.document.prompt_layout import regions_from_prompt
+from desktop_app.document.prompt_layout import prompt_regions
 
 EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 MAX_SEED = 2**63 - 1
@@ -317,8 +317,7 @@ def build_request(args: argparse.Namespace, init: np.ndarray | None, mask: np.nd
     kind = (JobKind.INPAINT if mask is not None
             else JobKind.IMAGE_TO_IMAGE if init is not None else JobKind.TEXT_TO_IMAGE)
     if getattr(args, "regions_from_prompt", False):
-        regions = tuple(Region(r.words, r.mask(width, height), default_strength)
-                        for r in regions_from_prompt(args.prompt))
+        regions = prompt_regions(args.prompt, width, height, default_strength)
     else:
         regions = (_load_regions(args.regions, width, height, default_strength) if args.regions
                    else ())

@@ -17,9 +17,9 @@ from desktop_app.app.qt_compat import emit
 from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.document import brush
 from desktop_app.document.canvas_doc import CanvasDocument, DocState
-from desktop_app.document.job import MAX_SIDE, MIN_SIDE, Region, RequestError
+from desktop_app.document.job import MAX_SIDE, MIN_SIDE, RequestError
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
-from desktop_app.document.prompt_layout import regions_from_prompt
+from desktop_app.document.prompt_layout import prompt_regions
 from desktop_app.document.regions import RegionLayer, next_colour
 
 log = logging.getLogger(__name__)
@@ -246,17 +246,15 @@ class DocumentActions(QObject):
     def regions_from_prompt(self, prompt: str) -> bool:
         """Replace the regions by one per clause of the prompt that says where its subject goes
         (document.prompt_layout): an undo step, so the regions before come back with Undo."""
-        found = regions_from_prompt(prompt)
+        found = prompt_regions(prompt, *self._doc.size, self.region_strength)
         if not found:
             emit(self.error, "The prompt says nowhere where a thing goes. Write where each "
                              "thing goes, e.g. \"a red circle at the top left and a blue square "
                              "on the right\".")
             return False
-        width, height = self._doc.size
         after = self._doc.state()
         layers: list[RegionLayer] = []
-        for r in found:
-            region = Region(r.words, r.mask(width, height), self.region_strength)
+        for region in found:
             layers.append(RegionLayer.from_region(region, next_colour(layers)))
         after.regions = layers
         self._undo.push(StateCommand(self._doc, after, "Regions from the prompt"))

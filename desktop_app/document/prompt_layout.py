@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from desktop_app.document.job import Region
+
 _V = {"top": 0, "upper": 0, "bottom": 2, "lower": 2}
 _H = {"left": 0, "right": 2}
 _MID = r"(?:center|centre|middle)"
@@ -140,3 +142,10 @@ def regions_from_prompt(prompt: str) -> list[PromptRegion]:
             if len(out) == MAX_REGIONS:
                 break
     return out
+
+
+def prompt_regions(prompt: str, width: int, height: int, strength: float) -> tuple[Region, ...]:
+    """The regions Regions > From prompt and `generate --regions-from-prompt` make: one per
+    place the prompt names, its cell at width x height, at `strength`."""
+    return tuple(Region(r.words, r.mask(width, height), strength)
+                 for r in regions_from_prompt(prompt))

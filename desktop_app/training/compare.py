@@ -73,12 +73,10 @@ def with_prompt_regions(request, strength: float):
     `strength`: what Regions ▸ From prompt and `generate --regions-from-prompt` send."""
     from dataclasses import replace
 
-    from desktop_app.document.job import Region
-    from desktop_app.document.prompt_layout import regions_from_prompt
+    from desktop_app.document.prompt_layout import prompt_regions
 
-    regions = tuple(Region(r.words, r.mask(request.width, request.height), strength)
-                    for r in regions_from_prompt(request.prompt))
-    return replace(request, regions=regions)
+    return replace(request, regions=prompt_regions(request.prompt, request.width,
+                                                   request.height, strength))
 
 
 def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
