@@ -89,6 +89,25 @@ def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
     assert training_unet.arch_of(dict(training_unet.UNET_CONFIG, layers_per_block=3)) is None
 
 
+def test_deeper32_16_grows_the_32_level_again_with_the_same_function():
+    torch.manual_seed(5)
+    small = training_unet.make_unet("deep32_16").eval()
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    big = training_unet.make_unet("deeper32_16").eval()
+    added = training_unet.grow(small, big)
+    blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
+    # Three more resnets each way at 32x32, after deep32's four down and its five up resnets' first.
+    assert blocks == {f"down_blocks.0.resnets.{i}" for i in (4, 5, 6)} | {
+        f"up_blocks.2.resnets.{i}" for i in (1, 2, 3)}
+    assert set(added) == training_unet.grown_tensors("deeper32_16")  # relative to deep32_16
+    torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
+    with torch.no_grad():
+        big.up_blocks[2].resnets[3].conv2.weight.normal_(0, 0.1)
+    assert (_run(big) - _run(small)).abs().max() > 1e-3
+
+
 def test_grow_refuses_anything_but_added_blocks():
     from diffusers import UNet2DConditionModel
 
