@@ -223,7 +223,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError(f"--out {out}: is a folder")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
-        raise RequestError(f"--out {out}: folder {out.parent} does not exist")
+        why = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise RequestError(f"--out {out}: folder {out.parent} {why}")
     if not os.access(folder, os.W_OK | os.X_OK):  # now, not after the job has run
         raise RequestError(f"--out {out}: no permission to write in {folder}")
     if out.exists() and not args.overwrite:
@@ -232,8 +233,10 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise RequestError("--mask needs --init: the image to inpaint")
     if args.regions is not None and getattr(args, "regions_from_prompt", False):
         raise RequestError("--regions and --regions-from-prompt: choose one")
-    if args.regions is not None and not args.regions.is_file():
+    if args.regions is not None and not args.regions.exists():
         raise RequestError(f"--regions {args.regions}: file not found")
+    if args.regions is not None and args.regions.is_dir():
+        raise RequestError(f"--regions {args.regions}: is a folder, not a layout file")
     if args.model is not None:
         if not args.model.strip():  # Path("") is the current folder: not what anyone means
             raise RequestError("--model: empty path (leave --model out for the built-in model)")
@@ -245,6 +248,18 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.previews is not None:
         if args.previews.exists() and not args.previews.is_dir():
             raise RequestError(f"--previews {args.previews}: exists and is not a folder")
+
+
+def _make_previews_folder(folder: Path) -> None:
+    """Make the --previews folder before the model loads: one that cannot be made or written
+    in is bad input (exit 2), not an engine failure or a failure at the first step."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RequestError(f"--previews {folder}: cannot make the folder "
+                           f"({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RequestError(f"--previews {folder}: no permission to write in it")
 
 
 def _round(n: float) -> int:
@@ -377,7 +392,10 @@ def _load_engine(args: argparse.Namespace, console: Console) -> Any:
         _hush_libraries()
     from desktop_app.engine import Engine
 
-    engine = Engine(device=args.device, dtype=args.dtype)
+    try:
+        engine = Engine(device=args.device, dtype=args.dtype)
+    except EngineError as exc:  # an unknown or absent device, an unknown dtype: bad input
+        raise RequestError(str(exc)) from None
     if args.previews is not None:
         engine.preview_max_per_second = 0  # the user asked for every step's picture
     t0 = time.perf_counter()
@@ -393,7 +411,7 @@ def generate(args: argparse.Namespace, console: Console) -> int:
     _check_paths(args)
     init, mask = _load_inputs(args, console)
     if args.previews is not None:
-        args.previews.mkdir(parents=True, exist_ok=True)
+        _make_previews_folder(args.previews)
     cancel = threading.Event()
     with cancel_on_sigint(cancel, console):
         engine = _load_engine(args, console)

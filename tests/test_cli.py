@@ -193,6 +193,61 @@ def test_an_out_folder_without_write_permission_fails_before_the_job(tmp_path, c
     assert _assert_one_line_error(err).endswith(f"no permission to write in {tmp_path}")
 
 
+@pytest.mark.parametrize("previews, expected", [
+    ("{tmp}/file.png/previews", "cannot make the folder (Not a directory)"),  # was exit 1
+    ("{tmp}/read_only", "no permission to write in it"),  # failed at step 1, after the model
+])
+def test_a_previews_folder_that_cannot_be_written_fails_before_the_model_loads(
+        tmp_path, capsys, monkeypatch, previews, expected):
+    save_png(tmp_path / "file.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "read_only").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access",  # tests run as root here, who may write anywhere
+                        lambda p, mode: Path(p).name != "read_only" and real_access(p, mode))
+
+    def load_engine(*args):
+        raise RuntimeError("loaded the model")
+
+    monkeypatch.setattr(cli, "_load_engine", load_engine)
+    previews = previews.replace("{tmp}", str(tmp_path))
+    code, _, err = _run(capsys, "--prompt", "x", "--previews", previews,
+                        "--out", str(tmp_path / "out.png"))
+    assert code == 2
+    assert _assert_one_line_error(err) == f"error: --previews {previews}: {expected}"
+
+
+@pytest.mark.parametrize("option, expected", [
+    (("--device", "tpu"), "unknown device 'tpu'"),
+    (("--device", "cuda:7"), "device 'cuda"),  # no CUDA here, or not 8 GPUs
+    (("--dtype", "float8"), "unknown dtype 'float8'"),
+])
+def test_an_unknown_or_absent_device_or_dtype_is_bad_input(tiny_sd, tmp_path, capsys, option,
+                                                           expected):
+    # Exit 1 ("the engine failed") used to say the engine was at fault for a mistyped option.
+    code, _, err = _run(capsys, "--prompt", "x", "--model", str(tiny_sd), *option,
+                        "--out", str(tmp_path / "out.png"))
+    assert code == 2
+    assert expected in _assert_one_line_error(err)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    # Bytes that are not UTF-8 in an argument reach Python as lone surrogates: the tokenizer
+    # failed ("unexpected TypeError", exit 1), or the job ran and its PNG could not be written.
+    (["--prompt", "a\udcffb"], "prompt: character 2 ('\\udcff') is not valid text"),
+    (["--prompt", "x", "--negative", "\udcff"], "negative prompt: character 1"),
+    (["--prompt", "a cat", "--regions", "{tmp}/layout.json"], "region 1 words: character 1"),
+])
+def test_text_that_is_not_unicode_is_bad_input_and_writes_nothing(tiny_sd, tmp_path, capsys,
+                                                                  argv, expected):
+    (tmp_path / "layout.json").write_text('{"regions": [{"words": "\\ud800", "rect": [0, 0, 8, 8]}]}')
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, stdout, err = _run(capsys, *argv, "--model", str(tiny_sd), "--steps", "1", "--quiet",
+                             "--out", str(tmp_path / "out.png"))
+    assert code == 2 and stdout == ""
+    assert expected in _assert_one_line_error(err)
+    assert not (tmp_path / "out.png").exists()
+
+
 @pytest.mark.parametrize("size_args, expected", [
     ([], (50, 37)),  # its own size: no multiple of 8 is needed
     (["--width", "96"], (96, 71)),  # one side given: the other keeps the aspect
@@ -298,6 +353,9 @@ def test_bad_input_exits_non_zero_with_one_line(tiny_sd, bad_files, capsys, extr
     (["--prompt", "p", "--out", "{tmp}/x.jpg"], ".png"),
     (["--prompt", "p", "--out", "{tmp}/nowhere/x.png"], "does not exist"),
     (["--prompt", "p", "--out", "{tmp}/existing.png"], "--overwrite"),
+    (["--prompt", "p", "--out", "{tmp}/existing.png/x.png"], "existing.png is a file, not a folder"),
+    (["--prompt", "p", "--regions", "{tmp}", "--out", "{tmp}/x.png"],  # was "file not found"
+     "is a folder, not a layout file"),
 ])
 def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, argv, expected):
     save_png(tmp_path / "existing.png", np.zeros((8, 8, 3), np.uint8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,30 @@ def test_corrupt_safetensors_names_the_file(engine, sd_copy):
         engine.load(sd_copy)
 
 
+def test_a_tokenizer_folder_without_its_vocabulary_is_refused_before_loading(engine, sd_copy):
+    # transformers made an empty tokenizer of it: the model "loaded", then every job failed
+    # with "unexpected OverflowError: int too big to convert".
+    for f in (sd_copy / "tokenizer").iterdir():
+        f.unlink()
+    with pytest.raises(EngineError, match=r"tokenizer: no tokenizer vocabulary \(tokenizer.json"):
+        engine.load(sd_copy)
+
+
+@pytest.mark.parametrize("make", [
+    lambda weights: (weights.unlink(), weights.mkdir()),
+    pytest.param(lambda weights: weights.chmod(0), marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="root reads any file")),
+])
+def test_weights_that_cannot_be_read_say_so(engine, sd_copy, make):
+    # safetensors calls every file it cannot open "No such file or directory" (or "No such
+    # device"): a file you can see was reported as missing, or as not valid.
+    weights = next((sd_copy / "unet").glob("*.safetensors"))
+    make(weights)
+    with pytest.raises(EngineError, match=rf"{weights.name}: cannot read the file \((Is a "
+                                          r"directory|Permission denied)\)"):
+        engine.load(sd_copy)
+
+
 def test_unreadable_config_names_the_file(engine, sd_copy):
     (sd_copy / "unet" / "config.json").write_text("{not json")
     with pytest.raises(EngineError, match=r"unet/config.json: unreadable JSON"):
@@ -63,6 +88,9 @@ def test_unreadable_config_names_the_file(engine, sd_copy):
     # Both used to end as "unexpected IndexError" / diffusers' "KeyError: '_class_name'".
     (lambda index: index.update(unet=[]), r"model_index.json: unet: expected \[library, class\]"),
     (lambda index: index.pop("_class_name"), r"model_index.json: no \"_class_name\""),
+    # Was "a StableDiffusionPipeline model, which has no UNet (a diffusion transformer?)".
+    (lambda index: [index.pop(k) for k in list(index) if not k.startswith("_")],
+     r"model_index.json: lists no components \(unet, vae, ...\): an incomplete model folder"),
 ])
 def test_a_broken_model_index_names_the_entry(engine, sd_copy, edit, expected):
     import json

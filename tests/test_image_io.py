@@ -162,6 +162,21 @@ def test_exif_orientation_is_applied(tmp_path):
     assert tuple(got[0, 1]) == (255, 0, 0)  # now at the displayed top-right
 
 
+def test_a_photo_with_a_broken_exif_block_loads_as_stored_and_silently(tmp_path):
+    # Pillow's "Corrupt EXIF data" / "Tag data larger than file" warnings came out on stderr,
+    # multi-line, even with the CLI's --quiet.
+    stored = np.zeros((2, 4, 3), np.uint8)
+    stored[0, 0] = (255, 0, 0)
+    # An orientation entry (tag 274) whose value points past the end of the block.
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\xff\xff\xff\xff" + bytes(4)
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif, quality=100, subsampling=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = load_image(tmp_path / "photo.jpg")
+        assert load_mask(tmp_path / "photo.jpg").shape == (2, 4)
+    assert got.shape == (2, 4, 3) and got[0, 0, 0] > 150
+
+
 def test_a_phone_photo_with_a_gain_map_opens_upright_and_says_nothing_of_frames(tmp_path):
     # Phones save HDR photos as MPO: the photo, then a gain map (or depth map) as a second image.
     stored = np.zeros((8, 16, 3), np.uint8)

@@ -122,6 +122,15 @@ def region_doc(**fields):
      "regions[0].mask: expected a PNG file name, got 5"),
     ({"version": 1, "regions": [{"words": "cat", "mask": "gone.png"}]},
      "regions[0].mask: "),
+    # These raised OverflowError or RecursionError: a traceback in the app, exit 1 in the CLI.
+    ('{"regions": [{"words": "cat", "strength": 1' + "0" * 400 + ', "rect": [0, 0, 8, 8]}]}',
+     "regions[0].strength: expected a number, got 1000"),
+    ('{"regions": [{"words": "cat", "rect": [0, 0, 1' + "0" * 400 + ', 8]}]}',
+     "regions[0].rect[2]: expected a number, got 1000"),
+    (region_doc(rect=[1e308, 0, 1e308, 8]), "regions[1].rect: [1e+308, 0, 1e+308, 8] lies outside"),
+    ('{"regions": [{"words": "cat", "strength": 1' + "0" * 5000 + "}]}",
+     "not a layout (a number with thousands of digits)"),
+    ("[" * 100_000 + "]" * 100_000, "not a layout (lists or objects nested too deeply)"),
 ])
 def test_malformed_files_name_the_field(tmp_path, doc, message):
     path = write(tmp_path, doc)
@@ -139,6 +148,23 @@ def test_missing_or_broken_mask_file_names_the_file(tmp_path):
         path = write(tmp_path, {"version": 1, "regions": [{"words": "cat", "mask": name}]})
         with pytest.raises(LayoutError, match=rf"regions\[0\]\.mask: .*{name}: {why}"):
             load_layout(path, 32, 32)
+
+
+def test_a_rect_past_the_largest_float_once_scaled_is_clipped_to_the_image(tmp_path):
+    # x + w, or the side scaled to the request, came to infinity: OverflowError.
+    path = write(tmp_path, {"width": 16, "height": 16, "regions": [
+        {"words": "cat", "rect": [8, 0, 1e308, 1e308]}]})
+    (cat,) = load_layout(path, 32, 32)
+    assert cat.mask[:, 16:].all() and not cat.mask[:, :16].any()
+
+
+def test_a_layout_saved_with_a_byte_order_mark_loads(tmp_path):
+    # Windows editors save UTF-8 with a BOM; it was refused as "Unexpected UTF-8 BOM".
+    path = tmp_path / "layout.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"regions": [{"words": "café", "rect": [0, 0, 8, 8]}]}, ensure_ascii=False).encode())
+    (region,) = load_layout(path, 32, 32)
+    assert region.words == "café" and region.mask.sum() == 64
 
 
 def test_missing_layout_file(tmp_path):

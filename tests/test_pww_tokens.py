@@ -165,3 +165,23 @@ def test_tokenizers_without_offsets_map_the_same_positions(request, name):
     prompt = "A red circle, a redcircle and a Red squareish thing"
     for words in ("red", "red circle", "redcircle", "squareish", "thing"):
         assert positions(NoOffsets(tok), prompt, words) == positions(tok, prompt, words), words
+
+
+def test_a_long_prompt_with_repeated_region_words_sets_up_in_seconds(unet, clip):
+    # Every word was tested against every token, and every occurrence of one region's words
+    # against every occurrence of another's: 100k characters took ten minutes before the job
+    # began (in the app too, whose attention maps map every word of any prompt).
+    import time
+
+    import torch
+
+    prompt = "red blue " * 12_500
+    t0 = time.perf_counter()
+    pww = PaintWithWords(unet, [clip], prompt, (region("red"), region("blue")), (8, 8),
+                         collect_attention=True, local_sigma=6.0,
+                         encode=lambda text: torch.zeros(1, 77, 32))
+    assert time.perf_counter() - t0 < 30
+    red, blue = list(range(1, 76, 2)), list(range(2, 76, 2))  # up to the 77-token limit
+    assert pww._region_tokens == [red, blue]
+    assert pww._word_tokens == {"red": red, "blue": blue}
+    assert pww.region_prompts == {0: ("red " * 12_500).strip(), 1: ("blue " * 12_500).strip()}

@@ -44,8 +44,10 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
     if p.is_file() and p.stat().st_size == 0:
         raise RequestError(f"{p}: the file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():  # a big photo is no attack; past twice the limit, it errs
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # A big photo is no attack (past twice the limit, it errs), and Pillow's notes on a broken
+        # EXIF block ("Corrupt EXIF data") came out on stderr even with --quiet: no warnings.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             img = Image.open(p)
             try:
                 img.load()  # decode now: a truncated file fails here, not later inside the engine
@@ -95,7 +97,9 @@ def _first_frame(img: Image.Image, p: Path, warn: Warn) -> Image.Image:
 def _orient(img: Image.Image, p: Path) -> Image.Image:
     """Apply the EXIF orientation so the picture is the way the user sees it in any viewer."""
     try:
-        return ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():  # broken EXIF: see _open
+            warnings.simplefilter("ignore")
+            return ImageOps.exif_transpose(img)
     except (OSError, ValueError, SyntaxError, KeyError, TypeError):
         return img  # broken EXIF: the pixels are still fine as stored
 

@@ -46,6 +46,17 @@ class RequestError(ValueError):
     """A request that cannot run; the message is shown to the user as it is."""
 
 
+def _check_text(label: str, text: str) -> None:
+    """Refuse text that has no UTF-8 form: a lone surrogate, which is what bytes that are not
+    UTF-8 become on a command line, or a "\\ud800" escape in a JSON file. The tokenizer failed on
+    it with a TypeError, or the job ran and its PNG could not be written."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"{label}: character {exc.start + 1} ({text[exc.start]!r}) is not "
+                           "valid text (bytes that are not UTF-8?)") from None
+
+
 def _frozen_array(a: np.ndarray | None, dtype: Any) -> np.ndarray | None:
     if a is None:
         return None
@@ -117,6 +128,8 @@ class JobRequest:
             raise RequestError(f"size {self.width}x{self.height} is out of range (1..{MAX_SIDE})")
         if self.sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        _check_text("prompt", self.prompt)
+        _check_text("negative prompt", self.negative_prompt)
         if self.cfg_scale < 0:
             raise RequestError(f"CFG scale must be >= 0 (got {self.cfg_scale})")
         if not 0.0 < self.strength <= 1.0:
@@ -153,6 +166,8 @@ class JobRequest:
                     f"the request is {self.width}x{self.height}")
             if not r.words.strip():
                 raise RequestError(f"region {i + 1} has no words")
+            _check_text(f"region {i + 1} words", r.words)
+            _check_text(f"region {i + 1} name", r.name)
             if not (math.isfinite(r.strength) and 0 <= r.strength <= MAX_REGION_STRENGTH):
                 raise RequestError(f"region {i + 1} ({r.words!r}) strength must be from 0 to "
                                    f"{MAX_REGION_STRENGTH:g} (got {r.strength})")

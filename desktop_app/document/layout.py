@@ -43,9 +43,14 @@ def _shown(value: Any) -> str:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise LayoutError(f"{where}: expected a number, got {_shown(value)}")
-    return float(value)
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number of hundreds of digits
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise LayoutError(f"{where}: expected a number, got {_shown(value)}")
 
 
 def _size(value: Any, where: str) -> int:
@@ -57,7 +62,7 @@ def _size(value: Any, where: str) -> int:
 
 def _read(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Windows editors may start it with a BOM
     except FileNotFoundError:
         raise LayoutError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -67,6 +72,10 @@ def _read(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise LayoutError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                           f"{exc.msg})") from None
+    except RecursionError:
+        raise LayoutError(f"{path}: not a layout (lists or objects nested too deeply)") from None
+    except ValueError:  # past Python's limit on the digits of a whole number
+        raise LayoutError(f"{path}: not a layout (a number with thousands of digits)") from None
     if not isinstance(data, dict):
         raise LayoutError(f"{path}: expected a JSON object with \"regions\", "
                           f"got {type(data).__name__}")
@@ -127,8 +136,9 @@ def _rect_mask(rect: Any, where: str, layout_size: tuple[int, int],
     if w <= 0 or h <= 0:
         raise LayoutError(f"{where}: width and height must be positive, got {_shown(rect)}")
     sx, sy = size[0] / layout_size[0], size[1] / layout_size[1]
-    x0, x1 = (min(max(round(v * sx), 0), size[0]) for v in (x, x + w))
-    y0, y1 = (min(max(round(v * sy), 0), size[1]) for v in (y, y + h))
+    # Clamped before rounding: x + w or a scaled side can overflow to infinity.
+    x0, x1 = (round(min(max(v * sx, 0), size[0])) for v in (x, x + w))
+    y0, y1 = (round(min(max(v * sy, 0), size[1])) for v in (y, y + h))
     if x1 <= x0 or y1 <= y0:
         if x < layout_size[0] and y < layout_size[1] and x + w > 0 and y + h > 0:
             raise LayoutError(f"{where}: {_shown(rect)} covers less than a pixel of the "

@@ -21,6 +21,8 @@ from desktop_app.document.job import MAX_REGION_STRENGTH, EngineError
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # Components that hold weights (the rest are tokenizers, schedulers, feature extractors).
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+# A tokenizer folder holds at least one of these (CLIP's BPE, BERT's WordPiece, sentencepiece).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "tokenizer.model")
 SUPPORTED = ("Diffusion Canvas runs Stable Diffusion 1.x, 2.x and SDXL models and their "
              "inpainting variants")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
@@ -103,6 +105,11 @@ def check_safetensors(path: Path) -> None:
     """Read the header (cheap) so a truncated or non-safetensors file fails with its name."""
     from safetensors import safe_open
 
+    try:  # safetensors calls any file it cannot open "No such file or directory"
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise EngineError(f"{path}: cannot read the file ({e.strerror or e})") from e
     try:
         with safe_open(str(path), framework="pt") as f:
             f.keys()
@@ -131,6 +138,9 @@ def check_folder(folder: Path) -> dict:
     index = _read_json(index_path)
     if not isinstance(index.get("_class_name"), str):
         raise EngineError(f"{index_path}: no \"_class_name\": not a diffusers pipeline index")
+    if not any(isinstance(v, list) for k, v in index.items() if not k.startswith("_")):
+        raise EngineError(f"{index_path}: lists no components (unet, vae, ...): an incomplete "
+                          "model folder?")
     if not isinstance(index.get("unet"), list):
         # SD3, Flux, PixArt, Kandinsky's prior...: diffusers would try to load them and fail
         # with an error about the code, not the model.
@@ -159,6 +169,11 @@ def check_folder(folder: Path) -> dict:
                                   "and 9 (inpainting) are supported")
         elif name == "scheduler":
             _read_json(sub / "scheduler_config.json")
+        elif name in ("tokenizer", "tokenizer_2") and not any(
+                (sub / f).is_file() for f in TOKENIZER_FILES):
+            # transformers makes an empty tokenizer of it, and the first job fails on it.
+            raise EngineError(f"{sub}: no tokenizer vocabulary ({', '.join(TOKENIZER_FILES)}); "
+                              "the model folder is incomplete")
     return index
 
 

@@ -51,6 +51,7 @@ bit-identical: the stock processors still compute every output.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable
@@ -132,8 +133,29 @@ def phrase_spans(prompt: str, words: str) -> list[tuple[int, int]]:
 
 def tokens_covering(info: TokenInfo, spans: list[tuple[int, int]]) -> list[int]:
     """Token positions whose characters overlap any span (sub-word tokens included)."""
+    merged = _merged(spans)
+    ends = [b for _, b in merged]
     return [i for i, off in enumerate(info.offsets)
-            if off is not None and any(off[0] < b and a < off[1] for a, b in spans)]
+            if off is not None and _overlaps(merged, ends, off)]
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans sorted, overlapping ones joined: what any of them overlaps, one of these does,
+    and their ends ascend, so one bisection finds it (a long prompt repeats a region's words
+    thousands of times; testing every span against every token took minutes)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _overlaps(merged: list[tuple[int, int]], ends: list[int], span: tuple[int, int]) -> bool:
+    """Whether `span` overlaps one of `merged` (from _merged; `ends` their ends)."""
+    k = bisect.bisect_right(ends, span[0])  # the first that ends after the span starts
+    return k < len(merged) and merged[k][0] < span[1]
 
 
 def prompt_words(prompt: str) -> list[tuple[str, tuple[int, int]]]:
@@ -215,12 +237,18 @@ class PaintWithWords:
 
     @staticmethod
     def _map_words(prompt: str, info: TokenInfo) -> dict[str, list[int]]:
+        found = prompt_words(prompt)
+        starts, ends = [a for _, (a, _) in found], [b for _, (_, b) in found]
         words: dict[str, list[int]] = {}
-        for word, span in prompt_words(prompt):
-            toks = [p for p in tokens_covering(info, [span]) if p < info.kept]
-            if toks:
-                words.setdefault(word, [])
-                words[word].extend(t for t in toks if t not in words[word])
+        # Token by token, each finding its words by bisection (words and tokens both run left to
+        # right): every word against every token took minutes on a prompt of thousands of words.
+        for p, off in enumerate(info.offsets[:info.kept]):
+            if off is None:
+                continue
+            for k in range(bisect.bisect_right(ends, off[0]), bisect.bisect_left(starts, off[1])):
+                toks = words.setdefault(found[k][0], [])
+                if not toks or toks[-1] != p:
+                    toks.append(p)
         return words
 
     def _region_prompts(self, prompt: str) -> dict[int, str]:
@@ -230,9 +258,10 @@ class PaintWithWords:
         active = [i for i, r in enumerate(self.regions) if self._region_tokens[i] and r.strength]
         out = {}
         for i in active:
-            own = spans[i]
+            own = _merged(spans[i])
+            own_ends = [b for _, b in own]
             cut = sorted({sp for j in active if j != i for sp in spans[j]
-                          if not any(sp[0] < b and a < sp[1] for a, b in own)})
+                          if not _overlaps(own, own_ends, sp)})
             text, end = [], 0
             for a, b in cut:
                 if a >= end:
