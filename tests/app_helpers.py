@@ -84,12 +84,17 @@ class _Factory:
         self.engine = engine
         self.threads: list[str] = []
         self.devices: list[str] = []
+        self.missing: set[str] = set()  # devices that are not there, as the real Engine says
 
     def __call__(self, device: str) -> FakeEngine:
         import threading
 
+        from desktop_app.document.job import EngineError
+
         self.threads.append(threading.current_thread().name)
         self.devices.append(device)
+        if device in self.missing:
+            raise EngineError(f"device {device!r} was asked for but is not available")
         return self.engine
 
 

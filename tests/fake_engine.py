@@ -79,7 +79,8 @@ class FakeEngine:
                  on_step: Callable[[int, int], None] | None = None,
                  default_cfg: float | None = None,
                  default_region_strength: float | None = None,
-                 vocabulary: frozenset[str] | None = None) -> None:
+                 vocabulary: frozenset[str] | None = None,
+                 load_gate: threading.Event | None = None) -> None:
         self.default_cfg = default_cfg  # what the next loaded model recommends
         self.default_region_strength = default_region_strength
         self.vocabulary = vocabulary
@@ -90,6 +91,7 @@ class FakeEngine:
         self.fail_message = fail_message
         self.crash = crash  # raise a non-EngineError exception (a bug in the engine)
         self.gate = gate  # each step acquires it: tests release steps one by one
+        self.load_gate = load_gate  # a load waits for it: tests act while a model loads
         self.attention_words = attention_words
         self.preview_size = preview_size
         self.on_step = on_step
@@ -105,6 +107,8 @@ class FakeEngine:
     def load(self, path=None):
         self.threads.add(threading.current_thread().name)
         self.loads.append(path)
+        if self.load_gate is not None:
+            self.load_gate.wait(10)
         if self.fail_load:
             raise EngineError(self.fail_load)
         name = "built-in (fake)" if path is None else str(path).rstrip("/").split("/")[-1]

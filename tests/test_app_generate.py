@@ -486,3 +486,74 @@ def test_generate_right_after_cancel_says_the_job_is_stopping(qtbot, make_window
         qtbot.waitUntil(lambda: not window.client.busy, timeout=3000)
         window.generation.generate()
         gate.release(50)
+
+
+def test_a_device_that_is_not_there_keeps_the_model_loaded(qtbot, make_window):
+    window = make_window()
+    window.factory.missing.add("cuda")  # the real Engine refuses it before loading anything
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.panel.device.setCurrentIndex(window.panel.device.findData("cuda"))
+    assert "not available" in window.last_error and "still using built-in" in window.last_error
+    assert window.panel.device.currentData() == "auto"
+    with qtbot.waitSignal(window.client.finished, timeout=5000):  # on the model it had
+        window.generation.generate()
+
+
+def test_generate_or_another_model_while_one_loads_says_it_is_loading(qtbot, make_window):
+    gate = threading.Event()
+    window = make_window(FakeEngine(load_gate=gate), load=False)
+    window.start()
+    assert window.generation.generate() is None
+    assert "model is loading" in window.statusBar().currentMessage()
+    window.panel.device.setCurrentIndex(window.panel.device.findData("cpu"))
+    assert "model is loading" in window.statusBar().currentMessage()
+    assert window.panel.device.currentData() == "auto"  # the box shows the device it loads on
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        gate.set()
+
+
+def test_a_model_that_resizes_the_canvas_leaves_nothing_to_redo_off_it(qtbot, make_window):
+    window = make_window(load=False, size=(512, 512))
+    window.tool.set_shape("rect")
+    window.tool.press(400, 400)
+    window.tool.release(450, 450)
+    window.undo.undo()  # the canvas is untouched again, with the stroke to redo
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.start()
+    assert window.doc.size == (256, 256)
+    assert not window.undo.canRedo()  # redoing the stroke off a 256² canvas crashed the app
+    window.undo.undo()  # the model's size is an undo step
+    assert window.doc.size == (512, 512)
+    window.undo.undo()
+    window.undo.redo()
+    assert window.doc.mask[400:451, 400:451].all()
+
+
+def test_a_result_sent_as_the_window_closes_lands_nowhere(qtbot, make_window):
+    window = make_window()
+    sent = threading.Event()
+    window.client._worker.finished.connect(lambda _r: sent.set(),
+                                           Qt.ConnectionType.DirectConnection)
+    window.panel.prompt.setPlainText("a red ball")
+    window.panel.steps.setValue(1)
+    window.generation.generate()
+    assert sent.wait(5)  # the result is queued for the GUI thread, which is closing
+    window.close()
+    qtbot.wait(50)  # it was delivered after the saver stopped: a traceback, no output
+    assert window.history.items == [] and window.doc.image is None
+
+
+def test_restoring_a_png_whose_size_cannot_be_a_canvas_says_so(qtbot, make_window, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    window = make_window()
+    undo_before = window.undo.count()
+    for size in ("0x0", "99999x99999"):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", f"a cat\nSteps: 20, Sampler: Euler, Size: {size}, Seed: 3")
+        path = tmp_path / f"{size}.png"
+        Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+        with qtbot.waitSignal(window.generation.error, timeout=1000) as error:
+            assert not window.generation.restore_file(str(path))
+        assert f"size {size} is out of range" in error.args[0]
+    assert window.undo.count() == undo_before and window.doc.size == (256, 256)

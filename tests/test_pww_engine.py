@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from desktop_app.document.job import JobKind, JobRequest, Region
+from desktop_app.document.job import EngineError, JobKind, JobRequest, Region
 
 SIZE = 64
 
@@ -87,3 +87,21 @@ def test_region_prompts_act_only_below_their_noise_level(engine_for, model, kind
     on = engine.run(_request(kind, regions=regions, pww_local_sigma=3.0))
     np.testing.assert_array_equal(below_every_step.image, off.image)
     assert not np.array_equal(on.image, off.image)
+
+
+def test_running_out_of_memory_setting_up_regions_leaves_later_jobs_unbiased(engine_for,
+                                                                             monkeypatch):
+    from desktop_app.engine import pww
+
+    engine = engine_for("tiny_sd")
+    plain = engine.run(_request(JobKind.TEXT_TO_IMAGE))
+
+    def out_of_memory(self, n):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pww.PaintWithWords, "_template", out_of_memory)
+    with pytest.raises(EngineError, match="out of memory"):
+        engine.run(_request(JobKind.TEXT_TO_IMAGE, regions=(Region("red cat", _left(), 3.0),)))
+    monkeypatch.undo()
+    # The UNet kept the failed job's region bias: every later job drew it, with no regions.
+    assert np.array_equal(engine.run(_request(JobKind.TEXT_TO_IMAGE)).image, plain.image)

@@ -241,3 +241,36 @@ def test_a_preview_of_a_padded_job_lines_up_with_the_canvas(qtbot):
     row = [shot.pixelColor(x, 100).green() for x in range(0, 312)]
     brightest = max(range(len(row)), key=row.__getitem__)
     assert abs(brightest - 280) <= 2, brightest  # stretched over 156 px it would sit at 274
+
+
+def test_an_undo_in_mid_stroke_ends_the_stroke(qtbot, make_window):
+    """Ctrl+Z with the button down, back past a bigger new canvas: the stroke painted a mask that
+    is gone, so it gets no undo step (whose undo wrote off the canvas: a crash) and the redo of
+    the new canvas stays."""
+    window = make_window(load=False)
+    window.actions_.new_canvas(128, 128)
+    window.tool.set_shape("rect")
+    window.tool.press(100, 100)
+    window.undo.undo()
+    window.tool.release(120, 120)
+    assert window.doc.size == (64, 64) and not window.doc.mask.any()
+    assert window.tool.rubber is None and window.undo.canRedo()
+    window.undo.redo()
+    assert window.doc.size == (128, 128) and not window.doc.mask.any()
+
+
+def test_a_mask_key_in_mid_stroke_keeps_the_stroke_undoable(qtbot, make_window):
+    """Ctrl+I with the button down painting a region: the stroke so far became no undo step."""
+    window = make_window(load=False)
+    region = window.regions.add("ball")
+    window.tool.set_shape("brush")
+    window.tool.press(10, 10)
+    window.tool.move(20, 20)
+    window.actions_.invert_mask()
+    window.tool.move(40, 40)
+    window.tool.release(40, 40)
+    assert region.mask.any() and window.doc.mask.all()
+    window.undo.undo()  # the invert
+    assert not window.doc.mask.any() and region.mask.any()
+    window.undo.undo()  # the stroke
+    assert not region.mask.any()

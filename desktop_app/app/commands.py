@@ -25,12 +25,18 @@ class PatchCommand(QUndoCommand):
         self._new = new
         self._applied = True
 
-    def _target(self) -> np.ndarray:
-        return self._doc.mask if self._region is None else self._region.mask
+    def _target(self) -> np.ndarray | None:
+        if self._region is None:
+            return self._doc.mask
+        region = self._doc.find_region(self._region)  # its copy, after a whole-document undo
+        return None if region is None else region.mask
 
     def _put(self, values: np.ndarray) -> None:
         x0, y0, x1, y1 = self._rect
         target = self._target()
+        # Never raise here: an exception out of an undo command takes the whole app down.
+        if target is None or target[y0:y1, x0:x1].shape != values.shape:
+            return
         target[y0:y1, x0:x1] = values
         self._doc.target_changed(target, self._rect)
 
@@ -58,6 +64,8 @@ class ImageCommand(QUndoCommand):
         self._before = (doc.image, doc.image_meta)
 
     def redo(self) -> None:
+        if self._before_state is not None:  # with region edits made in place since the undo
+            self._before_state = self._doc.state()
         self._doc.set_image(self._image, self._meta)
 
     def undo(self) -> None:
@@ -68,7 +76,9 @@ class ImageCommand(QUndoCommand):
 
 
 class StateCommand(QUndoCommand):
-    """Swap the whole document (new canvas, history restore)."""
+    """Swap the whole document (new canvas, history restore). Each side is taken again as it is
+    left: a region's words, strength, name and colour are edited in place, not as undo steps,
+    and an undo then redo must not drop those edits."""
 
     def __init__(self, doc: CanvasDocument, after: DocState, text: str) -> None:
         super().__init__(text)
@@ -77,9 +87,11 @@ class StateCommand(QUndoCommand):
         self._after = after
 
     def redo(self) -> None:
+        self._before = self._doc.state()
         self._doc.set_state(self._after)
 
     def undo(self) -> None:
+        self._after = self._doc.state()
         self._doc.set_state(self._before)
 
 
@@ -92,7 +104,8 @@ class AddRegionCommand(QUndoCommand):
         self._doc.insert_region(self._index, self._region)
 
     def undo(self) -> None:
-        self._doc.remove_region(self._region)
+        if (removed := self._doc.remove_region(self._region)) is not None:
+            self._region = removed[1]  # with any edits made to it since
 
 
 class RemoveRegionCommand(QUndoCommand):
@@ -102,7 +115,8 @@ class RemoveRegionCommand(QUndoCommand):
         self._index = doc.regions.index(region)
 
     def redo(self) -> None:
-        self._index = self._doc.remove_region(self._region)
+        if (removed := self._doc.remove_region(self._region)) is not None:
+            self._index, self._region = removed
 
     def undo(self) -> None:
         self._doc.insert_region(self._index, self._region)

@@ -57,7 +57,13 @@ class DocumentActions(QObject):
         untouched = doc.image is None and not doc.regions and not doc.has_mask()
         fits = isinstance(side, int) and MIN_SIDE <= side <= MAX_SIDE
         if untouched and fits and doc.size != (side, side):
-            doc.new(side, side)
+            if self._undo.count() == 0:  # a fresh window: nothing to undo back to
+                doc.new(side, side)
+                return
+            # An undo step, or a stroke or region undone before would be redone on a canvas of
+            # another size (a crash).
+            state = DocState((side, side), None, None, np.zeros((side, side), np.float32), [])
+            self._undo.push(StateCommand(doc, state, f"Canvas size {side}x{side}"))
 
     def resize_empty(self, width: int, height: int) -> None:
         if self._doc.image is None and (width, height) != self._doc.size:
@@ -188,6 +194,8 @@ class DocumentActions(QObject):
 
     # -- mask ---------------------------------------------------------------------------------
     def _mask_op(self, values: np.ndarray, text: str) -> None:
+        if self._rec.active:  # a key pressed in mid-stroke: the stroke so far is its own step
+            self._rec.end()
         self._rec.begin(None, text)
         self._rec.replace_all(values)
         self._rec.end()

@@ -68,6 +68,8 @@ class GenerationController(QObject):
         if self._client.busy:
             emit(self.status, "Busy: the cancelled job is still stopping; generate again in a "
                               "moment" if self._client.cancelling else
+                              "Busy: the model is loading; generate once it is ready"
+                              if self._client.loading else
                               "Busy: wait for the current job or press Esc to cancel it")
             return None
         if self._client.model_info is None:
@@ -127,8 +129,8 @@ class GenerationController(QObject):
             self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
         # Scores belong to the regions as they were sent, even if the list changed meanwhile.
         for region, score in zip(regions, result.region_adherence, strict=False):
-            if region in self._doc.regions:
-                self._doc.update_region(region, adherence=float(score))
+            if (now := self._doc.find_region(region)) is not None:
+                self._doc.update_region(now, adherence=float(score))
         item = HistoryItem(result, settings, tuple(r.colour for r in regions))
         item.saved_path = self._save_output(result)
         self._history.add(item)
@@ -208,12 +210,13 @@ class GenerationController(QObject):
         notes: list[str] = []
         try:
             req = read_metadata(path, warn=notes.append)
+            state = request_input_state(req)
         except (OSError, RequestError) as exc:
             emit(self.error, f"Could not restore from {path}: {exc}"
                  if str(path) not in str(exc) else f"Could not restore: {exc}")
             return False
         name = Path(path).name
-        self._undo.push(StateCommand(self._doc, request_input_state(req), f"Restore {name}"))
+        self._undo.push(StateCommand(self._doc, state, f"Restore {name}"))
         emit(self.settings_restored, request_settings(req, self._current_settings()))
         # What the panel cannot hold, so Generate will not reproduce the file exactly.
         if req.inpaint_only_masked:

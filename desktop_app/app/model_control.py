@@ -39,7 +39,10 @@ class ModelControl(QObject):
 
     def open(self, path: str | None, device: str | None = None) -> None:
         if self._client.busy:
-            emit(self.message, "Busy: the model can change once the current job ends")
+            loading = self._client.loading
+            emit(self.message, "Busy: a model is loading; choose again once it is ready"
+                 if loading else "Busy: the model can change once the current job ends")
+            emit(self.device_kept, self._client.device if loading else self._app.device)
             return
         self._pending = path
         self._client.load(path, device or self._app.device)

@@ -79,4 +79,5 @@ class RegionEditor(QObject):
 
     def _on_doc(self, event: str, payload: object) -> None:
         if event in ("reset", "regions") and self.selected not in self.doc.regions:
-            self.select(None)
+            # An undo that put back copies of the regions keeps the selected one's copy selected.
+            self.select(None if self.selected is None else self.doc.find_region(self.selected))

@@ -25,6 +25,7 @@ class StrokeRecorder:
         self._rect: Rect | None = None
         self._text = ""
         self._brush: BrushStroke | None = None
+        doc.add_listener(self._on_doc)
 
     @property
     def active(self) -> bool:
@@ -37,6 +38,16 @@ class StrokeRecorder:
         self._rect = None
         self._text = text
         self._brush = None
+
+    def _on_doc(self, event: str, _payload: object) -> None:
+        """A change that replaced the array being painted (Ctrl+Z in mid-stroke back past a new
+        canvas, a removed region) ends the stroke: its pixels went to an array the canvas no longer
+        holds, and a command for it would put them into another one, of another size."""
+        target = self._target
+        if target is None or event not in ("reset", "regions"):
+            return
+        if target is not self._doc.mask and all(r.mask is not target for r in self._doc.regions):
+            self._target, self._brush, self._tiles, self._rect = None, None, {}, None
 
     def _save_tiles(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect

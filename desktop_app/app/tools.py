@@ -101,6 +101,9 @@ class ToolController(QObject):
 
     def release(self, x: float, y: float) -> None:
         if not self._rec.active:
+            if self.rubber is not None:  # the stroke was ended under it (an undo in mid-drag)
+                self.rubber, self._start = None, None
+                emit(self.rubber_changed)
             return
         if self.shape == "rect" and self._start is not None:
             self._rec.rectangle(self._rect_from(x, y), self._erasing)

@@ -69,9 +69,11 @@ class EngineWorker(QObject):
     def load(self, path: object, device: str) -> None:
         try:
             if self._engine is None or device != self._device:
-                self._engine = None  # free the old weights before making room for new ones
-                self._device = device
-                self._engine = self._factory(device)
+                # An engine holds no weights until it loads: making it first checks the device,
+                # so one that is not there (cuda on a CPU machine) keeps the model loaded.
+                engine = self._factory(device)
+                # The old weights are freed here, before the new ones need the room.
+                self._engine, self._device = engine, device
             info = self._engine.load(path)
         except Exception as exc:  # any failure must reach the user as a message
             if not isinstance(exc, EngineError):
@@ -171,6 +173,11 @@ class EngineClient(QObject):
         return self._current is not None or self._loading
 
     @property
+    def loading(self) -> bool:
+        """A model is loading (it cannot be cancelled; jobs and other loads wait for it)."""
+        return self._loading
+
+    @property
     def current_job(self) -> int | None:
         return self._current
 
@@ -215,6 +222,8 @@ class EngineClient(QObject):
         if self._thread.isRunning():
             self._thread.quit()
             self._thread.wait()
+        # A result sent just before the cancel is still queued: it lands nowhere now.
+        self._current, self._cancel = None, None
 
     def is_running(self) -> bool:
         return self._thread.isRunning()

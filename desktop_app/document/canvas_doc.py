@@ -109,11 +109,22 @@ class CanvasDocument:
         self.regions.insert(index, region)
         self.notify("regions")
 
-    def remove_region(self, region: RegionLayer) -> int:
-        index = self.regions.index(region)
+    def find_region(self, region: RegionLayer) -> RegionLayer | None:
+        """`region` as the document holds it now: itself, or its copy once a whole-document undo
+        (new canvas, layout, restore) put copies back; None when it is not on the canvas."""
+        if any(r is region for r in self.regions):
+            return region
+        return next((r for r in self.regions if r.uid == region.uid), None)
+
+    def remove_region(self, region: RegionLayer) -> tuple[int, RegionLayer] | None:
+        """Remove `region` (or its copy); its index and the removed layer, None when absent."""
+        found = self.find_region(region)
+        if found is None:
+            return None
+        index = next(i for i, r in enumerate(self.regions) if r is found)
         del self.regions[index]
         self.notify("regions")
-        return index
+        return index, found
 
     def update_region(self, region: RegionLayer, **props: Any) -> None:
         for key, value in props.items():

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop_app.document.canvas_doc import DocState
-from desktop_app.document.job import JobKind, JobRequest, JobResult
+from desktop_app.document.job import (
+    MAX_SIDE,
+    MIN_SIDE,
+    JobKind,
+    JobRequest,
+    JobResult,
+    RequestError,
+)
 from desktop_app.document.regions import PALETTE, RegionLayer
 from desktop_app.document.settings import GenerationSettings
 
@@ -40,7 +47,16 @@ class HistoryItem:
 def request_input_state(req: JobRequest, colours: tuple[tuple[int, int, int], ...] = ()
                         ) -> DocState:
     """The canvas a request was made from: its input image (none for text-to-image), mask and
-    regions (in `colours`, else the palette's)."""
+    regions (in `colours`, else the palette's). RequestError when a request read from a file
+    cannot be a canvas (a size out of range, arrays of another size)."""
+    w, h = req.width, req.height
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise RequestError(f"size {w}x{h} is out of range ({MIN_SIDE}..{MAX_SIDE} a side)")
+    arrays = [("init image", req.init_image), ("mask", req.mask),
+              *((f"region {i + 1} mask", r.mask) for i, r in enumerate(req.regions))]
+    for name, a in arrays:
+        if a is not None and a.shape[:2] != (h, w):
+            raise RequestError(f"the {name} is {a.shape[1]}x{a.shape[0]}, the job {w}x{h}")
     mask = (np.array(req.mask, np.float32) if req.mask is not None
             else np.zeros((req.height, req.width), np.float32))
     regions = []

@@ -164,8 +164,9 @@ class JobRequest:
                 raise RequestError(
                     f"region {i + 1} ({r.words!r}) mask is {r.mask.shape[1]}x{r.mask.shape[0]}, "
                     f"the request is {self.width}x{self.height}")
-            if not r.words.strip():
-                raise RequestError(f"region {i + 1} has no words")
+            if not r.words.strip():  # by name: the app numbers only the regions painted
+                raise RequestError(f"region {r.name!r} has no words" if r.name.strip()
+                                   else f"region {i + 1} has no words")
             _check_text(f"region {i + 1} words", r.words)
             _check_text(f"region {i + 1} name", r.name)
             if not (math.isfinite(r.strength) and 0 <= r.strength <= MAX_REGION_STRENGTH):

@@ -4,12 +4,15 @@ document.job.Region."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from desktop_app.document.job import Region
+
+_UIDS = itertools.count(1)
 
 # Distinct, readable on photos and on the grey empty canvas.
 # No reds or pinks: the inpaint mask is shown in red.
@@ -27,6 +30,9 @@ class RegionLayer:
     strength: float
     mask: np.ndarray  # H x W float32 in [0, 1]
     adherence: float | None = field(default=None)  # set after a job, cleared on edit
+    # The same region across undo states: a whole-document undo puts back copies of the regions,
+    # and the undo commands that kept a region find its copy by this (copy() keeps it).
+    uid: int = field(default_factory=lambda: next(_UIDS))
 
     @classmethod
     def empty(cls, name: str, colour: tuple[int, int, int], size: tuple[int, int],
@@ -36,7 +42,7 @@ class RegionLayer:
 
     def copy(self) -> RegionLayer:
         return RegionLayer(self.name, self.colour, self.words, self.strength, self.mask.copy(),
-                           self.adherence)
+                           self.adherence, self.uid)
 
     def to_region(self) -> Region:
         return Region(words=self.words.strip(), mask=self.mask, strength=self.strength,

@@ -362,9 +362,13 @@ class PaintWithWords:
             procs[name] = PwwAttnProcessor(self, self._saved[name])
         self.unet.set_attn_processor(procs)  # diffusers empties this dict, not self._saved
         self._hook = self.unet.register_forward_pre_hook(self._on_unet_call)
-        if self._active:
-            for h, w in self._sizes:
-                self._template(h * w)
+        try:
+            if self._active:
+                for h, w in self._sizes:
+                    self._template(h * w)
+        except BaseException:  # out of memory: no __exit__ follows, and the UNet stayed patched
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

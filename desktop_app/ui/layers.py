@@ -69,6 +69,7 @@ class CanvasLayers(QObject):
         self.image: QImage | None = None
         self.preview: QImage | None = None
         self.highlight: QImage | None = None
+        self._colours: list[tuple[int, int, int]] = []
         self.mask = Overlay(doc.width, doc.height)
         self.regions = Overlay(doc.width, doc.height)
         self._rebuild()
@@ -112,6 +113,8 @@ class CanvasLayers(QObject):
             rect = payload[1] or self._full()
             self._update_regions(rect)
             emit(self.changed, *rect)
+        elif event == "region_props" and self._colours == [r.colour for r in self._doc.regions]:
+            return  # words, strength, name, adherence: not drawn (a 4096² redraw per keystroke)
         elif event in ("regions", "region_props"):
             self._update_regions(self._full())
             emit(self.changed, *self._full())
@@ -124,6 +127,7 @@ class CanvasLayers(QObject):
 
     def _update_regions(self, rect: Rect) -> None:
         x0, y0, x1, y1 = rect
+        self._colours = [r.colour for r in self._doc.regions]  # what the overlay is drawn in
         if not self._doc.regions:  # the common case, and a 4096² canvas opens without a stall
             self.regions.pixels[y0:y1, x0:x1] = 0
             return
