@@ -13,13 +13,18 @@ import torch
 from desktop_app.training import unet as training_unet
 
 
-def _pair(seed: int, arch: str = "attn32"):
+def _trained(seed: int, arch: str = "base"):
+    """A network of `arch` with weights moved off its init, whose zero biases hide mistakes."""
     torch.manual_seed(seed)
-    small = training_unet.make_unet("base").eval()
-    with torch.no_grad():  # a trained network, not a fresh init, whose zero biases hide mistakes
-        for p in small.parameters():
+    net = training_unet.make_unet(arch).eval()
+    with torch.no_grad():
+        for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return small, training_unet.make_unet(arch).eval()
+    return net
+
+
+def _pair(seed: int, arch: str = "attn32"):
+    return _trained(seed), training_unet.make_unet(arch).eval()
 
 
 def _run(net, seed: int = 1):
@@ -66,11 +71,7 @@ def test_deepened_unet_starts_with_the_same_function_and_its_new_resnets_are_liv
 
 
 def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
-    torch.manual_seed(4)
-    small = training_unet.make_unet("deep32").eval()
-    with torch.no_grad():
-        for p in small.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    small = _trained(4, "deep32")
     big = training_unet.make_unet("deep32_16").eval()
     added = training_unet.grow(small, big)
     blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
@@ -90,11 +91,7 @@ def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
 
 
 def test_deeper32_16_grows_the_32_level_again_with_the_same_function():
-    torch.manual_seed(5)
-    small = training_unet.make_unet("deep32_16").eval()
-    with torch.no_grad():
-        for p in small.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    small = _trained(5, "deep32_16")
     big = training_unet.make_unet("deeper32_16").eval()
     added = training_unet.grow(small, big)
     blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
