@@ -252,6 +252,30 @@ def test_lcm_runs_on_a_model_that_supports_it(tmp_path):
     assert image.shape == (SIZE, SIZE, 3) and [p.step for p in previews] == [1, 2, 3]
 
 
+def test_ddim_with_regions_on_a_zero_terminal_snr_model(tiny_sd, tmp_path):
+    # A "ztsnr" v-prediction model: DDIM's schedule has alpha_bar = 0 at its first timestep, and
+    # reading the noise level there for paint-with-words divided by zero.
+    import json
+    import shutil
+
+    from desktop_app.engine import Engine
+
+    model = shutil.copytree(tiny_sd, tmp_path / "ztsnr")
+    path = model / "scheduler" / "scheduler_config.json"
+    config = json.loads(path.read_text())
+    config.update(prediction_type="v_prediction", rescale_betas_zero_snr=True,
+                  timestep_spacing="trailing")
+    path.write_text(json.dumps(config))
+    engine = Engine(device="cpu")
+    engine.load(model)
+    region = np.zeros((SIZE, SIZE), np.float32)
+    region[:, :32] = 1.0
+    req = _request(JobKind.TEXT_TO_IMAGE, sampler="ddim",
+                   regions=(Region(words="red cat", mask=region, strength=4.0),))
+    result = engine.run(req, attention_maps=True)
+    assert result.image.std() > 0 and np.isfinite(result.region_adherence).all()
+
+
 def test_a_local_taesd_folder_is_used_for_previews(tiny_sd, tmp_path):
     import shutil
 

@@ -248,6 +248,25 @@ def test_attention_maps_shape_range_and_per_call_reset(unet, clip, inputs):
         np.testing.assert_allclose(second[word], m, atol=1e-6)  # only the last call counts
 
 
+def test_half_precision_maps_do_not_overflow(unet, clip):
+    # In float16 (CUDA's default) the maps' QKᵀ was taken before scaling by 1/√d: products past
+    # 65504 became inf and the maps NaN. Here unscaled ≈ 1e5, scaled ≈ 5e4.
+    import copy
+
+    attn = copy.deepcopy(attn2(unet, 256)).half()
+    with torch.no_grad():
+        attn.to_q.weight.copy_(torch.eye(32) * 158)
+        attn.to_k.weight.copy_(torch.eye(32) * 158)
+    hs = torch.ones(1, 256, 32, dtype=torch.float16)
+    e = (torch.ones(1, 77, 32) * torch.linspace(1, 0.99, 77)[None, :, None]).half()
+    pww = PaintWithWords(unet, [clip], PROMPT, (), (LATENT, LATENT), collect_attention=True,
+                         do_cfg=False)
+    with torch.no_grad():
+        PwwAttnProcessor(pww, attn.processor)(attn, hs, e)
+    probs = pww._collector.step_mean()
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
 def test_maps_use_the_resolution_nearest_16x16(clip):
     unet = make_unet()
     pww = PaintWithWords(unet, [clip], PROMPT, (), (8, 8), collect_attention=True)

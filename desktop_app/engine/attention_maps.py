@@ -154,8 +154,10 @@ class PwwAttnProcessor:
         with torch.no_grad():
             q, k, _ = project(attn, hidden_states[c0:], encoder_hidden_states[c0:],
                               None if temb is None else temb[c0:])
-            scores = (q @ k.transpose(-1, -2)) * attn.scale
-            self.controller.collect(scores.shape[-2], scores.softmax(dim=-1))
+            # As in the biased path: q scaled before the product and the softmax in float32. In
+            # half precision the unscaled product could pass 65504 and turn the maps to NaN.
+            scores = (q * attn.scale) @ k.transpose(-1, -2)
+            self.controller.collect(scores.shape[-2], scores.softmax(dim=-1, dtype=torch.float32))
 
     def _biased(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 attention_mask: torch.Tensor | None, temb: torch.Tensor | None) -> torch.Tensor:

@@ -10,6 +10,8 @@ from typing import Any
 
 from desktop_app.document.job import SAMPLERS, RequestError
 
+ZERO_SNR_ALPHA_BAR = 2.0 ** -24  # what diffusers' Euler and DPM-Solver put in place of 0
+
 
 def supports_lcm(scheduler_config: dict, unet_config: Any) -> bool:
     """LCM only makes sense on a consistency-distilled model: one that ships an LCM scheduler or
@@ -52,11 +54,13 @@ def make_scheduler(name: str, scheduler_config: dict, unet_config: Any):
 
 def sigma_at(scheduler, timestep) -> float:
     """The noise level sigma = sqrt((1 - alpha_bar) / alpha_bar) of a discrete timestep; the same
-    quantity Euler's sigmas hold, and defined for DDIM/DPM/LCM too."""
+    quantity Euler's sigmas hold, and defined for DDIM/DPM/LCM too. A zero-terminal-SNR schedule
+    (v-prediction "ztsnr" models) has alpha_bar = 0 at its last timestep, where DDIM and LCM
+    start: it is read as diffusers' Euler and DPM-Solver read it, 2**-24 (sigma 4096)."""
     alphas = scheduler.alphas_cumprod
     t = int(round(float(timestep)))
     t = min(max(t, 0), len(alphas) - 1)
-    a = float(alphas[t])
+    a = max(float(alphas[t]), ZERO_SNR_ALPHA_BAR)
     return math.sqrt((1.0 - a) / a)
 
 
