@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QUndoStack
+from PySide6.QtGui import QColor, QUndoStack
 
 from desktop_app.app.stroke import StrokeRecorder
 from desktop_app.app.tools import ToolController
@@ -222,9 +222,9 @@ def test_big_brush_dabs_follow_the_swept_shape_and_undo(qtbot):
     assert not doc.mask.any()
 
 
-def test_a_preview_of_a_padded_job_lines_up_with_the_canvas(qtbot):
-    # A 156x116 canvas runs as a 160x120 job: its 20x15 latent preview covers 4 columns and rows
-    # of padding. Latent column k is canvas x 8k..8k+8, wherever the canvas ends.
+def _padded_job_view(qtbot) -> tuple[CanvasLayers, CanvasView]:
+    """A 156x116 canvas (a 160x120 job, so its 20x15 latent pictures cover 4 columns and rows of
+    padding) at zoom 2 from the widget's corner, overlays off."""
     doc = CanvasDocument(156, 116)
     layers = CanvasLayers(doc)
     view = CanvasView(layers, ToolController(doc, StrokeRecorder(doc, QUndoStack())))
@@ -234,12 +234,33 @@ def test_a_preview_of_a_padded_job_lines_up_with_the_canvas(qtbot):
     qtbot.waitExposed(view)
     view.zoom, view.offset, view._fitted = 2.0, QPointF(0, 0), False
     view.mask_opacity = view.region_opacity = 0.0
+    return layers, view
+
+
+def _brightest_x(view: CanvasView, channel) -> float:
+    """Screen x of the middle of the brightest stretch of row 100."""
+    shot = view.grab().toImage()
+    row = np.array([channel(shot.pixelColor(x, 100)) for x in range(0, 312)], float)
+    return float(np.flatnonzero(row >= 0.9 * row.max()).mean())
+
+
+def test_a_preview_of_a_padded_job_lines_up_with_the_canvas(qtbot):
+    # Latent column k is canvas x 8k..8k+8, wherever the canvas ends.
+    layers, view = _padded_job_view(qtbot)
     preview = np.zeros((15, 20, 3), np.uint8)
     preview[:, 17] = (0, 255, 0)  # canvas x 136..144, centre 140: screen x 280 at zoom 2
     layers.set_preview(preview)
-    shot = view.grab().toImage()
-    row = [shot.pixelColor(x, 100).green() for x in range(0, 312)]
-    brightest = max(range(len(row)), key=row.__getitem__)
+    brightest = _brightest_x(view, QColor.green)
+    assert abs(brightest - 280) <= 2, brightest  # stretched over 156 px it would sit at 274
+
+
+def test_a_words_attention_map_of_a_padded_job_lines_up_with_the_canvas(qtbot):
+    # Hovering a word shows its map on the canvas; the map covers the padded job like a preview.
+    layers, view = _padded_job_view(qtbot)
+    heat = np.zeros((15, 20), np.float32)
+    heat[:, 17] = 0.5  # orange over the grey canvas; canvas x 136..144: screen x 280 at zoom 2
+    layers.set_highlight(heat)
+    brightest = _brightest_x(view, lambda c: c.red() - c.blue())
     assert abs(brightest - 280) <= 2, brightest  # stretched over 156 px it would sit at 274
 
 

@@ -68,13 +68,12 @@ class CanvasView(QWidget):
         w, h = self._layers.size
         return self.to_widget_rect(0, 0, w, h)
 
-    def _preview_source(self) -> QRectF:
-        """The part of the preview that is the canvas: a job on an odd-sized canvas runs padded to
-        multiples of 8, and its previews show the padding's rows and columns too."""
+    def _job_source(self, picture: QImage) -> QRectF:
+        """The part of a job's preview or attention map that is the canvas: a job on an odd-sized
+        canvas runs padded to multiples of 8, and both cover the padding's rows and columns too."""
         w, h = self._layers.size
         pw, ph = padded_size(w, h)
-        preview = self._layers.preview
-        return QRectF(0, 0, preview.width() * w / pw, preview.height() * h / ph)
+        return QRectF(0, 0, picture.width() * w / pw, picture.height() * h / ph)
 
     # -- zoom and pan ----------------------------------------------------------------------------
     def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
@@ -165,7 +164,7 @@ class CanvasView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
         if layers.preview is not None:  # latent-sized: always smooth, never blocky
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(self.canvas_rect(), layers.preview, self._preview_source())
+            p.drawImage(self.canvas_rect(), layers.preview, self._job_source(layers.preview))
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
         elif layers.image is not None:
             p.drawImage(dst, layers.image, src)
@@ -180,7 +179,7 @@ class CanvasView(QWidget):
             p.drawImage(dst, layers.mask.image, src)
         if layers.highlight is not None:
             p.setOpacity(0.7)
-            p.drawImage(self.canvas_rect(), layers.highlight)
+            p.drawImage(self.canvas_rect(), layers.highlight, self._job_source(layers.highlight))
         p.setOpacity(1.0)
 
     def _paint_hint(self, p: QPainter) -> None:
