@@ -35,6 +35,20 @@ def cells(prompt: str) -> list[tuple[str, tuple[int, int]]]:
      [("cat on the right", (1, 2))]),
     # a clause naming two places is ambiguous and is left alone
     ("a road from the top left to the bottom right", []),
+    # ... unless a joining word stands between them
+    ("a man with a hat at the top left with a dog at the bottom right",
+     [("man with a hat at the top left", (0, 0)), ("dog at the bottom right", (2, 2))]),
+    ("a red circle at the top left next to a blue square in the center",
+     [("red circle at the top left", (0, 0)), ("blue square in the center", (1, 1))]),
+    # sentences and colons end clauses too (a decimal point does not)
+    ("top left: a red circle. Bottom right: a blue square.",
+     [("top left: a red circle", (0, 0)), ("Bottom right: a blue square", (2, 2))]),
+    ("a 1.5 m tall man on the left and a dog on the right",
+     [("1.5 m tall man on the left", (1, 0)), ("dog on the right", (1, 2))]),
+    # a place relative to another object is not a place on the canvas; one of the image is
+    ("a red circle to the left of a blue square", []),
+    ("a tree at the top of the image and a cat to the right of the tree",
+     [("tree at the top of the image", (0, 1))]),
 ])
 def test_position_phrases_become_regions_of_their_clause(prompt, expected):
     assert cells(prompt) == expected

@@ -7,9 +7,11 @@ bound to the named cell of a 3 x 3 grid. The idea is LLM-grounded diffusion's (L
 language model, so it runs offline and is predictable. The regions are ordinary ones: the user
 sees and edits them before generating.
 
-Grammar (case-insensitive): clauses are split at commas, semicolons, "and", "plus" and "as well
-as"; a clause with exactly one position phrase and at least one other content word becomes a
-region. A position phrase standing alone ("top left, a red circle") joins the next clause.
+Grammar (case-insensitive): clauses are split at commas, semicolons, sentence ends, colons,
+"and", "plus" and "as well as", and a clause naming several places also at a joining word between
+them ("with", "next to", "while" ...); a clause with exactly one position phrase and at least one
+other content word becomes a region. A place relative to another object ("to the left of the
+tree") is not a position. A position phrase standing alone ("top left, a red circle") joins the next clause.
 Background phrases ("on a gray background", "against a white backdrop", "a gray background
 with ...") never become regions. Positions: corners (top left / upper right / bottom left
 corner ...), edges (at the top, along the bottom, on the left side, in the middle right ...),
@@ -41,7 +43,16 @@ _POSITIONS = [
     (re.compile(rf"(?<!\w){_PREP}(?:{_MID}\s+)?(?P<h>left|right){_TAIL}(?!\w)", re.I), None),
     (re.compile(rf"(?<!\w){_PREP}{_MID}(?!\w)", re.I), (1, 1)),
 ]
-_SPLIT = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+(?:and|plus|as\s+well\s+as)\s+", re.I)
+_SPLIT = re.compile(r"\s*(?:[,;\n]|[.!?:]+(?=\s|$))\s*(?:and\s+)?"
+                    r"|\s+(?:and|plus|as\s+well\s+as)\s+", re.I)
+# Words that join two objects inside one clause; a clause naming two places is split at the one
+# between them ("a red circle at the top left with a blue square at the bottom right").
+_JOIN = re.compile(r"\s+(?:with|next\s+to|beside|alongside|along\s+with|together\s+with|near|"
+                   r"while|whereas|and\s+then|then)\s+", re.I)
+# "to the left of the tree" is relative to another object, not a place on the canvas; "at the
+# top of the image" is a place.
+_RELATIVE = re.compile(r"\s+of\s+(?!(?:the|this|an?|our|my)\s+(?:image|picture|canvas|frame|"
+                       r"scene|photo|photograph|painting|composition|page|view)\b)", re.I)
 _BACKGROUND = re.compile(
     r"(?:(?<!\w)(?:on|against|with|over|in\s+front\s+of)\s+(?:(?:a|an|the)\s+)?)?"
     r"(?<!\w)(?:[\w-]+\s+){0,3}?(?:background|backdrop)(?!\w)(?:\s*(?:with|showing|:))?", re.I)
@@ -76,12 +87,32 @@ def _positions(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
             v, h = m.groupdict().get("v"), m.groupdict().get("h")
             cell = fixed or (_V[v.lower()] if v else 1, _H[h.lower()] if h else 1)
             found.append((m.span(), cell))
+    found = [f for f in found if not _RELATIVE.match(text, f[0][1])]
     found.sort(key=lambda f: (f[0][0], -(f[0][1] - f[0][0])))
     out, end = [], -1
     for span, cell in found:
         if span[0] >= end:
             out.append((span, cell))
             end = span[1]
+    return out
+
+
+def _split_between_places(prompt: str, a: int, b: int) -> list[tuple[int, int]]:
+    """The clause prompt[a:b] as it is, or, when it names several places with a joining word
+    (_JOIN) between each two of them, cut at the last such word before each next place."""
+    text = prompt[a:b]
+    positions = _positions(text)
+    cuts = []
+    for ((_, end), _), ((start, _), _) in zip(positions, positions[1:], strict=False):
+        joins = list(_JOIN.finditer(text, end, start))
+        if not joins:
+            return [(a, b)]
+        cuts.append(joins[-1].span())
+    out, pos = [], a
+    for ja, jb in cuts:
+        out.append((pos, a + ja))
+        pos = a + jb
+    out.append((pos, b))
     return out
 
 
@@ -108,6 +139,7 @@ def regions_from_prompt(prompt: str) -> list[PromptRegion]:
         clauses.append((pos, b))
     if cut:
         clauses.pop()  # the clause the cut went through is not whole
+    clauses = [part for a, b in clauses for part in _split_between_places(prompt, a, b)]
     out: list[PromptRegion] = []
     pending: tuple[int, tuple[int, int]] | None = None  # a position phrase standing alone
     for a, b in clauses:
