@@ -557,3 +557,89 @@ def test_restoring_a_png_whose_size_cannot_be_a_canvas_says_so(qtbot, make_windo
             assert not window.generation.restore_file(str(path))
         assert f"size {size} is out of range" in error.args[0]
     assert window.undo.count() == undo_before and window.doc.size == (256, 256)
+
+
+def test_restoring_seeds_and_steps_beyond_the_old_boxes_keeps_them(qtbot, make_window,
+                                                                    tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    window = make_window()
+
+    def restore(settings_line: str):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", f"a cat\n{settings_line}, Sampler: Euler, Size: 64x64")
+        path = tmp_path / "r.png"
+        Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+        with qtbot.waitSignal(window.generation.status, timeout=1000) as status:
+            assert window.generation.restore_file(str(path))
+        return window.panel.settings(), status.args[0]
+
+    # A1111's and the command line's random seeds go up to 2**32 - 1: the seed box stopped at
+    # 2**31 - 1 and Generate made another picture; the command line's 500 steps came back as 200.
+    got, _ = restore("Steps: 500, CFG scale: 40, Seed: 3847291053")
+    assert (got.seed_mode, got.seed, got.steps, got.cfg_scale) == ("fixed", 3847291053, 500, 40.0)
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    assert window.engine.requests[-1].seed == 3847291053
+    # "Seed: -1" (random, in some tools) was a fixed seed 0; absurd steps were an OverflowError.
+    got, status = restore("Steps: 1000000000000, CFG scale: 7, Seed: -1")
+    assert got.seed_mode == "random" and "seed -1 is outside" in status
+    assert got.steps == 1000
+
+
+def test_bad_values_in_the_settings_file_do_not_stop_start_up(qtbot, make_window):
+    from app_helpers import settings_env
+    from PySide6.QtCore import QSettings
+
+    q = QSettings(settings_env(), QSettings.Format.IniFormat)
+    q.setValue("brush/size", "inf")  # an OverflowError building the tool bar
+    q.setValue("brush/hardness", "-3")
+    q.setValue("generation/settings", '{"steps": 1e10, "mask_grow": Infinity, '
+                                      '"cfg_scale": NaN, "prompt": null, "negative_prompt": "x"}')
+    q.sync()
+    window = make_window()
+    assert window.tool.size == 48.0 and window.tool.hardness == 0.0
+    got = window.panel.settings()
+    assert (got.steps, got.mask_grow, got.cfg_scale, got.prompt, got.negative_prompt) == (
+        1000, 0, 7.5, "", "x")
+
+
+def test_an_output_folder_that_is_now_a_file_is_named(qtbot, make_window, tmp_path):
+    window = make_window()
+    (tmp_path / "out").write_text("not a folder")
+    window.app_settings.output_dir = str(tmp_path / "out")
+    with qtbot.waitSignal(window.generation.output_saved, timeout=5000) as saved:
+        start_with_keyboard(qtbot, window)
+    # It said "<name>.png appeared meanwhile and was kept".
+    assert "out is a file, not a folder" in saved.args[1]
+    assert "appeared meanwhile" not in saved.args[1]
+
+
+class _MissingModelEngine(FakeEngine):
+    """Refuses one model folder, as the real engine refuses one that is gone."""
+
+    def load(self, path=None):
+        if path is not None and "gone" in str(path):
+            self.loads.append(path)
+            from desktop_app.document.job import EngineError
+
+            raise EngineError(f"{path}: no such model folder")
+        return super().load(path)
+
+
+def test_a_last_used_model_that_no_longer_loads_starts_the_built_in_one(qtbot, make_window,
+                                                                         tmp_path):
+    window = make_window(_MissingModelEngine(), load=False)
+    window.app_settings.last_model = str(tmp_path / "gone")
+    with qtbot.waitSignal(window.client.model_loaded, timeout=5000):
+        window.start()
+    assert window.engine.loads == [str(tmp_path / "gone"), None]
+    assert window.model_label.text().startswith("built-in")
+    assert "gone: no such model folder" in window.last_error
+    assert "Using the built-in model instead" in window.last_error
+    assert window.app_settings.last_model == ""
+    # Only at start-up: a model chosen later that fails keeps the one loaded.
+    with qtbot.waitSignal(window.client.model_failed, timeout=5000):
+        window.models.open(str(tmp_path / "gone"))
+    assert window.engine.loads[-1] == str(tmp_path / "gone")
+    assert "still using built-in" in window.last_error

@@ -1,5 +1,6 @@
 """Start-up order, in a fresh interpreter: the window is shown before torch is imported, the real
-engine is imported on the engine thread, and a model that cannot load leaves a usable window."""
+engine is imported on the engine thread, and a last-used model that cannot load any more leaves a
+usable window on the built-in model, saying why."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_window_before_torch_and_a_failed_load_keeps_the_app_usable(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["visible"] and out["heavy_at_show"] == []
     assert out["status_while_loading"].startswith("Loading model")
-    assert out["error"].startswith("Could not load the model") and missing.name in out["error"]
-    assert out["status"] == "No model loaded"
+    assert out["error"].startswith("Could not start with the last-used model")
+    assert missing.name in out["error"] and "Using the built-in model instead" in out["error"]
+    assert out["status"].startswith("builtin")
     assert out["usable"] and out["thread_stopped"]
     assert "Traceback" not in out["error"]

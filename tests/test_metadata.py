@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from desktop_app.document.metadata import (
     JSON_KEY,
     PARAMETERS_KEY,
     a1111_parameters,
+    has_parameters,
     parse_a1111,
     read_metadata,
     read_png_metadata,
@@ -232,8 +234,6 @@ def test_hand_edited_json_gives_one_line_naming_the_file(tmp_path, doc):
 
 
 def test_oversized_float_mask_payload_is_refused(tmp_path):
-    import zlib
-
     from PIL import PngImagePlugin
 
     doc = ('{"format": "diffusion-canvas", "version": 1, "kind": "text-to-image", "prompt": "p",'
@@ -245,3 +245,158 @@ def test_oversized_float_mask_payload_is_refused(tmp_path):
     save_png(tmp_path / "bomb.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
     with pytest.raises(RequestError, match="bomb.png.*more data"):
         read_metadata(tmp_path / "bomb.png")
+
+
+def _png_with(tmp_path, name: str, chunks: list[tuple[bytes, bytes]]):
+    """A PNG with raw chunks before its pixels, as another tool might write them."""
+    import io
+    import struct
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    data = buf.getvalue()
+    at = data.index(b"IDAT") - 4
+    raw = b"".join(struct.pack(">I", len(body)) + ctype + body
+                   + struct.pack(">I", zlib.crc32(ctype + body)) for ctype, body in chunks)
+    path = tmp_path / name
+    path.write_bytes(data[:at] + raw + data[at:])
+    return path
+
+
+SETTINGS_LINE = "Steps: 28, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x768"
+
+
+def test_a1111_text_with_a_trailing_newline_or_windows_line_ends_keeps_its_settings():
+    # A1111 strips the text before it splits it: a trailing newline put every setting into the
+    # prompt and restored the defaults; "\r\n" left a "\r" on the prompt.
+    for text in (f"a cat\nNegative prompt: dog\n{SETTINGS_LINE}\n",
+                 f"a cat\r\nNegative prompt: dog\r\n{SETTINGS_LINE}\r\n"):
+        prompt, negative, settings = parse_a1111(text)
+        assert (prompt, negative) == ("a cat", "dog")
+        assert settings["Steps"] == "28" and settings["Size"] == "512x768"
+
+
+def test_a1111_samplers_named_with_their_schedule_and_unknown_ones(tmp_path):
+    from PIL import PngImagePlugin
+
+    from desktop_app.document.metadata import request_from_a1111
+
+    # A1111 before 1.9 wrote "DPM++ 2M Karras": it was restored as Euler.
+    req = request_from_a1111(SETTINGS_LINE.replace("Euler a", "DPM++ 2M Karras"))
+    assert req.sampler == "dpmpp_2m"
+    assert req.extras["parameters"]["Schedule type"] == "Karras"
+    # One this app does not have was Euler without a word.
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a\n" + SETTINGS_LINE.replace("Euler a", "UniPC"))
+    save_png(tmp_path / "u.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    messages: list[str] = []
+    assert read_metadata(tmp_path / "u.png", warn=messages.append).sampler == "euler"
+    assert len(messages) == 1 and "'UniPC'" in messages[0]
+
+
+def test_utf8_in_text_chunks_meant_for_latin1_reads_as_written(tmp_path):
+    # Many tools write UTF-8 into tEXt/zTXt (Latin-1 by the spec): it came back as "cafÃ©".
+    text = f"café ✓ 猫\n{SETTINGS_LINE}".encode()
+    for ctype, body in ((b"tEXt", text), (b"zTXt", b"\0" + zlib.compress(text))):
+        path = _png_with(tmp_path, f"{ctype.decode()}.png", [(ctype, b"parameters\0" + body)])
+        assert read_metadata(path).prompt == "café ✓ 猫"
+    latin1 = _png_with(tmp_path, "l.png", [(b"tEXt", b"parameters\0caf\xe9\n"
+                                                      + SETTINGS_LINE.encode())])
+    assert read_metadata(latin1).prompt == "café"
+
+
+def test_a_zip_bomb_in_a_text_chunk_is_refused_before_it_fills_memory(tmp_path):
+    bomb = zlib.compress(b"a" * (100 * 1024 * 1024), 9)  # 100 KB that inflate to 100 MB
+    path = _png_with(tmp_path, "bomb.png", [(b"zTXt", b"parameters\0\0" + bomb)])
+    with pytest.raises(RequestError, match="bomb.png.*implausibly large"):
+        read_metadata(path)
+
+
+def _array_png(array: np.ndarray, mode: str | None = None) -> bytes:
+    import io
+
+    img = Image.fromarray(array)
+    buf = io.BytesIO()
+    (img.convert(mode) if mode else img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("ref,payload,why", [
+    # An RGB "mask" passed every check and crashed the window (a segfault) when restored.
+    ({"encoding": "png"}, _array_png(np.full((16, 16, 3), 255, np.uint8)), "mode RGB"),
+    ({"encoding": "png"}, _array_png(np.full((16, 16), 65535, np.uint16)), "mode I;16"),
+    ({"encoding": "png"}, _array_png(np.full((16, 16), 255, np.uint8), "1"), "mode 1"),
+    ({"encoding": "f32-zlib", "shape": [16, 16]},
+     zlib.compress(np.full((16, 16), np.nan, "<f4").tobytes()), "outside 0..1"),
+], ids=["rgb", "16-bit", "1-bit", "float-nan"])
+def test_a_mask_array_of_the_wrong_kind_is_refused(tmp_path, ref, payload, why):
+    from PIL import PngImagePlugin
+
+    doc = {"format": JSON_KEY, "version": 1, "kind": "text-to-image", "prompt": "p",
+           "width": 16, "height": 16,
+           "regions": [{"words": "p", "mask": {"blob": "r", **ref}}]}
+    info = PngImagePlugin.PngInfo()
+    info.add_text(JSON_KEY, json.dumps(doc))
+    info.add(b"dcAr", b"r\0" + payload, after_idat=True)
+    save_png(tmp_path / "m.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    with pytest.raises(RequestError, match=f"m.png.*{re.escape(why)}"):
+        read_metadata(tmp_path / "m.png")
+
+
+def test_an_init_image_over_the_size_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    doc = {"format": JSON_KEY, "version": 1, "kind": "image-to-image", "prompt": "p",
+           "width": 16, "height": 16, "init_image": {"blob": "i", "encoding": "png"}}
+    info = PngImagePlugin.PngInfo()
+    info.add_text(JSON_KEY, json.dumps(doc))
+    info.add(b"dcAr", b"i\0" + _array_png(np.zeros((4100, 8, 3), np.uint8)), after_idat=True)
+    save_png(tmp_path / "big.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    decoded: list[object] = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or real_load(self))
+    with pytest.raises(RequestError, match="big.png.*8x4100 is over 4096"):
+        read_metadata(tmp_path / "big.png")
+    assert decoded == []
+
+
+def test_numbers_that_are_not_finite_are_refused(tmp_path):
+    from PIL import PngImagePlugin
+
+    from desktop_app.document.metadata import request_from_a1111
+
+    with pytest.raises(RequestError, match="CFG scale 'nan' is not a number"):
+        request_from_a1111("a\n" + SETTINGS_LINE.replace("CFG scale: 7", "CFG scale: nan"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text(JSON_KEY, '{"format": "diffusion-canvas", "version": 1, "prompt": "p", '
+                            '"cfg_scale": Infinity}')
+    save_png(tmp_path / "i.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    with pytest.raises(RequestError, match="cfg_scale"):
+        read_metadata(tmp_path / "i.png")
+
+
+@pytest.mark.parametrize("texts,tool", [
+    ({"prompt": '{"3": {"class_type": "KSampler"}}', "workflow": "{}"}, "ComfyUI"),
+    ({"invokeai_metadata": '{"positive_prompt": "a cat"}'}, "InvokeAI"),
+    ({"Software": "NovelAI", "Comment": '{"prompt": "a cat"}'}, "NovelAI"),
+    ({"parameters": '{"sui_image_params": {"prompt": "a cat"}}'}, "SwarmUI"),
+])
+def test_another_tools_parameters_are_named_not_called_missing(tmp_path, texts, tool):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value)
+    save_png(tmp_path / "o.png", np.zeros((4, 4, 3), np.uint8), pnginfo=info)
+    with pytest.raises(RequestError, match=f"o.png: its parameters are .*{tool}") as exc:
+        read_metadata(tmp_path / "o.png")
+    assert "no generation parameters" not in str(exc.value)
+    assert not has_parameters(tmp_path / "o.png")  # opening it does not offer to restore it
+
+
+def test_a_request_whose_mask_is_not_one_channel_cannot_be_a_canvas():
+    from desktop_app.document.history import request_input_state
+
+    req = JobRequest(kind=JobKind.TEXT_TO_IMAGE, prompt="p", width=16, height=16,
+                     mask=np.ones((16, 16, 3), np.float32))
+    with pytest.raises(RequestError, match=r"the mask is an array of shape \(16, 16, 3\)"):
+        request_input_state(req)

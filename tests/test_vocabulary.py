@@ -73,6 +73,17 @@ def test_an_empty_word_list_is_named(builtin_copy):
         Engine(device="cpu").load(builtin_copy)
 
 
+def test_a_word_list_from_an_editor_is_split_as_prompts_are(tmp_path):
+    from desktop_app.engine.loading import model_vocabulary
+
+    # Notepad's byte-order mark was part of the first word, and "Red," never matched "red": both
+    # words were reported as never seen.
+    (tmp_path / "vocabulary.txt").write_bytes("\ufeffcat\r\nRed,\r\ncafé\r\n".encode())
+    words = model_vocabulary(tmp_path)
+    assert words == frozenset({"cat", "red", "café"})
+    assert unknown_words("a red cat in a café", words) == ["a", "in"]
+
+
 def test_the_prompt_box_shows_words_the_model_never_saw(qtbot, make_window):
     engine = FakeEngine(vocabulary=KNOWN)
     window = make_window(engine)

@@ -22,7 +22,7 @@ from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.document.history import History, HistoryItem
 from desktop_app.document.job import JobRequest, JobResult, Preview, RequestError
 from desktop_app.document.regions import RegionLayer
-from desktop_app.document.settings import GenerationSettings
+from desktop_app.document.settings import MAX_SEED, GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class GenerationController(QObject):
     attention = Signal(object)  # dict word -> map, or None
     history_added = Signal(object)  # HistoryItem
     settings_restored = Signal(object)  # GenerationSettings
-    last_seed_changed = Signal(int)
+    last_seed_changed = Signal(object)  # int: a seed can pass 2**31, the limit of Signal(int)
     output_saved = Signal(str, str)  # path, error ("" when saved)
 
     def __init__(self, doc: CanvasDocument, client: EngineClient, undo: QUndoStack,
@@ -161,6 +161,9 @@ class GenerationController(QObject):
         try:
             from desktop_app.document.metadata import save_png_with_metadata
 
+            if path.parent.exists() and not path.parent.is_dir():  # else "appeared meanwhile"
+                raise NotADirectoryError(f"{path.parent} is a file, not a folder (File ▸ "
+                                         "Output folder… picks another)")
             path.parent.mkdir(parents=True, exist_ok=True)
             # Never replace a file: another window may have taken the name since it was chosen.
             save_png_with_metadata(path, result.image, result.request, result.model_name, result,
@@ -223,6 +226,9 @@ class GenerationController(QObject):
             notes.append("the app has no 'only masked' inpainting: generating again differs")
         if req.pww_mode != "max":
             notes.append(f"paint-with-words mode {req.pww_mode!r} is command-line only")
+        if not 0 <= req.seed <= MAX_SEED:
+            notes.append(f"its seed {req.seed} is outside the app's 0 to {MAX_SEED}: the seed "
+                         "is random")
         if req.model:
             notes.append(f"made with {req.model}")
         emit(self.status, f"Restored {req.kind.value} job from {name} (seed {req.seed})"

@@ -4,6 +4,7 @@ DIFFUSION_CANVAS_SETTINGS at an .ini file so nothing touches the user's real set
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -37,9 +38,11 @@ class AppSettings:
         try:
             if kind is bool:
                 return value in (True, "true", "True", 1, "1")
-            return kind(value)
+            value = kind(value)
         except (TypeError, ValueError):
             return default
+        # A hand-edited "nan" or "inf" would reach the widgets (an OverflowError at start-up).
+        return value if kind is not float or math.isfinite(value) else default
 
     # The model: "" means the built-in one.
     @property

@@ -25,8 +25,9 @@ class ToolController(QObject):
         super().__init__()
         self._doc = doc
         self._rec = recorder
-        self.size = size
-        self.hardness = hardness
+        # Clamped like set_size and set_hardness: they come from the settings file.
+        self.size = float(min(MAX_SIZE, max(MIN_SIZE, size)))
+        self.hardness = float(min(1.0, max(0.0, hardness)))
         self.shape = "brush"  # or "rect"
         self.erase = False
         self.target = "mask"  # or "region"

@@ -17,7 +17,7 @@ from desktop_app.document.job import (
     RequestError,
 )
 from desktop_app.document.regions import PALETTE, RegionLayer
-from desktop_app.document.settings import GenerationSettings
+from desktop_app.document.settings import MAX_SEED, GenerationSettings
 
 
 @dataclass(eq=False)
@@ -52,11 +52,15 @@ def request_input_state(req: JobRequest, colours: tuple[tuple[int, int, int], ..
     w, h = req.width, req.height
     if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
         raise RequestError(f"size {w}x{h} is out of range ({MIN_SIDE}..{MAX_SIDE} a side)")
-    arrays = [("init image", req.init_image), ("mask", req.mask),
-              *((f"region {i + 1} mask", r.mask) for i, r in enumerate(req.regions))]
-    for name, a in arrays:
-        if a is not None and a.shape[:2] != (h, w):
+    arrays = [("init image", req.init_image, (h, w, 3)), ("mask", req.mask, (h, w)),
+              *((f"region {i + 1} mask", r.mask, (h, w)) for i, r in enumerate(req.regions))]
+    for name, a, shape in arrays:
+        if a is None or a.shape == shape:
+            continue
+        if a.ndim >= 2 and a.shape[:2] != (h, w):
             raise RequestError(f"the {name} is {a.shape[1]}x{a.shape[0]}, the job {w}x{h}")
+        # Right size, wrong layout (an RGB mask): the canvas would crash on it.
+        raise RequestError(f"the {name} is an array of shape {a.shape}, not {shape}")
     mask = (np.array(req.mask, np.float32) if req.mask is not None
             else np.zeros((req.height, req.width), np.float32))
     regions = []
@@ -71,10 +75,14 @@ def request_input_state(req: JobRequest, colours: tuple[tuple[int, int, int], ..
 
 def request_settings(req: JobRequest, base: GenerationSettings) -> GenerationSettings:
     """`base` (the panel's settings) with every parameter a request carries, seed fixed: what
-    restoring a job from its PNG puts in the panel."""
+    restoring a job from its PNG puts in the panel. A seed the panel cannot hold (another tool's
+    -1 for "random", a command-line seed over MAX_SEED) leaves the seed random."""
+    fixed = 0 <= req.seed <= MAX_SEED
     return base.replace(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
-                        cfg_scale=req.cfg_scale, sampler=req.sampler, seed_mode="fixed",
-                        seed=int(req.seed), strength=req.strength, mask_grow=req.mask_grow,
+                        cfg_scale=req.cfg_scale, sampler=req.sampler,
+                        seed_mode="fixed" if fixed else "random",
+                        seed=int(req.seed) if fixed else base.seed, strength=req.strength,
+                        mask_grow=req.mask_grow,
                         mask_feather=req.mask_feather, pww_scale=req.pww_scale,
                         pww_outside=req.pww_outside, pww_local_sigma=req.pww_local_sigma)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import re
 import struct
@@ -51,7 +52,11 @@ JSON_KEY = "diffusion-canvas"
 BLOB_CHUNK = b"dcAr"
 FORMAT_VERSION = 1
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MAX_INFLATE = 512 * 1024 * 1024  # refuse zip bombs in text chunks
+# Refuse zip bombs in text chunks: ours and A1111's are a few kB (arrays live in dcAr chunks, and
+# Pillow itself refuses a text chunk over 1 MB), so 16 MB a chunk and 64 MB in all (Pillow's
+# total) are generous.
+_MAX_INFLATE = 16 * 1024 * 1024
+_MAX_TEXT = 64 * 1024 * 1024
 _ARRAY_FIELDS = ("init_image", "mask", "regions")
 _LABEL_TO_SAMPLER = {label.lower(): key for key, label in SAMPLER_LABELS.items()}
 
@@ -115,8 +120,9 @@ def _parse_param_line(line: str) -> dict[str, str] | None:
 
 
 def parse_a1111(text: str) -> tuple[str, str, dict[str, str]]:
-    """Split A1111 ``parameters`` text into (prompt, negative prompt, settings)."""
-    lines = text.split("\n")
+    """Split A1111 ``parameters`` text into (prompt, negative prompt, settings). Like A1111, a
+    trailing newline does not hide the settings line; Windows line ends are plain ones."""
+    lines = text.replace("\r\n", "\n").strip().split("\n")
     settings = _parse_param_line(lines[-1]) if lines else None
     if settings is not None:
         lines = lines[:-1]
@@ -133,14 +139,37 @@ def _number(settings: dict[str, str], key: str, cast: Callable[[str], Any], defa
     if key not in settings:
         return default
     try:
-        return cast(settings[key])
+        value = cast(settings[key])
+        if not math.isfinite(value):  # "nan" and "inf" parse as floats
+            raise ValueError(value)
+        return value
     except ValueError:
         raise RequestError(f"metadata: {key} {settings[key]!r} is not a number") from None
 
 
-def request_from_a1111(text: str) -> JobRequest:
+# A1111 before 1.9 named the noise schedule in the sampler ("DPM++ 2M Karras"); since then it is a
+# setting of its own ("Schedule type: Karras").
+_SCHEDULE_SUFFIXES = (" Karras", " Exponential", " Polyexponential")
+
+
+def _sampler(s: dict[str, str], warn: Warn) -> str:
+    label = s.get("Sampler", "").strip()
+    for suffix in _SCHEDULE_SUFFIXES:
+        if label.lower().endswith(suffix.lower()) and "Schedule type" not in s:
+            label = label[:-len(suffix)]
+            s["Schedule type"] = suffix.strip()
+    sampler = _LABEL_TO_SAMPLER.get(label.lower())
+    if sampler is None:
+        if label and warn is not None:
+            warn(f"its sampler {s['Sampler']!r} is not one of this app's: restored as Euler")
+        return "euler"
+    return sampler
+
+
+def request_from_a1111(text: str, warn: Warn = None) -> JobRequest:
     """Best-effort JobRequest from another tool's ``parameters``. It is always text-to-image: the
-    text has no init image or mask; unknown settings are kept in ``extras["parameters"]``."""
+    text has no init image or mask; unknown settings are kept in ``extras["parameters"]``, and a
+    sampler this app does not have is named to ``warn``."""
     prompt, negative, s = parse_a1111(text)
     width, height = 512, 512
     if "Size" in s:
@@ -148,7 +177,7 @@ def request_from_a1111(text: str) -> JobRequest:
         if m is None:
             raise RequestError(f"metadata: Size {s['Size']!r} is not WIDTHxHEIGHT")
         width, height = int(m.group(1)), int(m.group(2))
-    sampler = _LABEL_TO_SAMPLER.get(s.get("Sampler", "").lower(), "euler")
+    sampler = _sampler(s, warn)
     known = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Denoising strength"}
     return JobRequest(
         kind=JobKind.TEXT_TO_IMAGE, prompt=prompt, negative_prompt=negative,
@@ -177,9 +206,15 @@ def _encode_mask(mask: np.ndarray) -> tuple[dict[str, Any], bytes]:
     return {"encoding": "f32-zlib", "shape": list(mask.shape)}, zlib.compress(data, 6)
 
 
-def _decode_png(payload: bytes, name: str) -> np.ndarray:
+def _decode_png(payload: bytes, name: str, mode: str) -> np.ndarray:
+    """A PNG array in the mode we write it in ("RGB" init image, "L" mask), its size checked
+    before its pixels are decoded: a crafted one cannot balloon memory."""
     try:
         with Image.open(io.BytesIO(payload)) as img:
+            if img.mode != mode:
+                raise ValueError(f"mode {img.mode}, expected {mode}")
+            if not all(0 < n <= MAX_SIDE for n in img.size):
+                raise ValueError(f"{img.width}x{img.height} is over {MAX_SIDE} a side")
             img.load()
             return np.asarray(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -187,8 +222,15 @@ def _decode_png(payload: bytes, name: str) -> np.ndarray:
 
 
 def _decode_mask(ref: dict[str, Any], payload: bytes, name: str) -> np.ndarray:
+    mask = _decode_mask_values(ref, payload, name)
+    if not np.all((mask >= 0.0) & (mask <= 1.0)):  # NaN fails too
+        raise RequestError(f"metadata: mask {name!r} is damaged (values outside 0..1)")
+    return mask
+
+
+def _decode_mask_values(ref: dict[str, Any], payload: bytes, name: str) -> np.ndarray:
     if ref.get("encoding") == "png":
-        return _decode_png(payload, name).astype(np.float32) / np.float32(255.0)
+        return _decode_png(payload, name, "L").astype(np.float32) / np.float32(255.0)
     if ref.get("encoding") == "f32-zlib":
         try:
             shape = tuple(int(n) for n in ref["shape"])
@@ -249,8 +291,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, float):  # json reads NaN and Infinity
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
         value = float(value) if ok else value
     elif isinstance(default, str | JobKind):
         ok = isinstance(value, str)
@@ -300,10 +343,7 @@ def request_from_payload(text: str, blobs: dict[str, bytes]) -> JobRequest:
         raise RequestError(f"metadata: unknown job kind {values['kind']!r}") from None
     if doc.get("init_image"):
         name, payload = _blob(blobs, doc["init_image"])
-        image = _decode_png(payload, name)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise RequestError("metadata: the init image is not RGB")
-        values["init_image"] = image
+        values["init_image"] = _decode_png(payload, name, "RGB")
     if doc.get("mask"):
         values["mask"] = _decode_mask(doc["mask"], _blob(blobs, doc["mask"])[1], "mask")
     regions = []
@@ -332,25 +372,34 @@ def png_chunks(request: JobRequest, model_name: str = "",
     return info
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int) -> bytes:
     d = zlib.decompressobj()
-    out = d.decompress(data, _MAX_INFLATE)
+    out = d.decompress(data, limit)
     if d.unconsumed_tail:
         raise RequestError("metadata: a text chunk is implausibly large")
     return out
 
 
-def _text_chunk(ctype: bytes, data: bytes) -> tuple[str, str] | None:
-    key, _, rest = data.partition(b"\0")
+def _decode_text(raw: bytes) -> str:
+    """tEXt and zTXt are Latin-1 by the spec, iTXt UTF-8; but many tools write UTF-8 into all
+    three. Text that is valid UTF-8 is read as UTF-8 (Latin-1 prose almost never is)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _text_body(ctype: bytes, rest: bytes, limit: int) -> str:
+    """The text of a tEXt, zTXt or iTXt chunk, ``rest`` being what follows its keyword's NUL."""
     if ctype == b"tEXt":
-        return key.decode("latin-1"), rest.decode("latin-1")
+        return _decode_text(rest)
     if ctype == b"zTXt":
-        return key.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+        return _decode_text(_inflate(rest[1:], limit))
     # iTXt: compression flag, method, language NUL, translated keyword NUL, text
     flag = rest[:1]
     _, _, rest = rest[2:].partition(b"\0")
     _, _, text = rest.partition(b"\0")
-    return key.decode("latin-1"), (_inflate(text) if flag == b"\1" else text).decode("utf-8")
+    return _decode_text(_inflate(text, limit) if flag == b"\1" else text)
 
 
 def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -367,6 +416,7 @@ def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dic
         raise RequestError(f"{p}: not a PNG file")
     texts: dict[str, str] = {}
     blobs: dict[str, bytes] = {}
+    budget = _MAX_TEXT  # for all compressed text together
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
@@ -379,13 +429,19 @@ def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dic
             continue  # a damaged chunk must not poison the others
         try:
             if ctype in (b"tEXt", b"zTXt", b"iTXt"):
-                key, value = _text_chunk(ctype, body)
-                texts.setdefault(key, value)
+                raw_key, _, rest = body.partition(b"\0")
+                key = raw_key.decode("latin-1")
+                if key not in texts:  # the first one counts
+                    texts[key] = _text_body(ctype, rest, max(1, min(_MAX_INFLATE, budget)))
+                    if ctype == b"zTXt" or (ctype == b"iTXt" and rest[:1] == b"\1"):
+                        budget -= len(texts[key])
             elif ctype == BLOB_CHUNK:
                 name, _, payload = body.partition(b"\0")
                 blobs[name.decode("ascii", "replace")] = payload
-        except (UnicodeDecodeError, zlib.error):
+        except zlib.error:
             continue
+        except RequestError as exc:
+            raise RequestError(f"{p}: {exc}") from None
         if ctype == b"IEND":
             break
     return texts, blobs
@@ -401,7 +457,8 @@ def has_parameters(path: str | os.PathLike[str]) -> bool:
         texts, _ = read_png_metadata(path)
     except (OSError, RequestError):
         return False
-    return JSON_KEY in texts or PARAMETERS_KEY in texts
+    return JSON_KEY in texts or (PARAMETERS_KEY in texts
+                                 and not _is_json_object(texts[PARAMETERS_KEY]))
 
 
 def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest:
@@ -418,12 +475,37 @@ def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest
                 raise RequestError(f"{p}: {why}") from None
             if warn is not None:
                 warn(f"{p}: {why}; using the plain-text parameters instead")
-    if PARAMETERS_KEY in texts:
+    if PARAMETERS_KEY in texts and not _is_json_object(texts[PARAMETERS_KEY]):
         try:
-            return request_from_a1111(texts[PARAMETERS_KEY])
+            return request_from_a1111(texts[PARAMETERS_KEY], warn)
         except RequestError as exc:
             raise RequestError(f"{p}: {exc}") from None
+    if (tool := _other_tool(texts)) is not None:
+        raise RequestError(f"{p}: its parameters are {tool}, which this app cannot read (it "
+                           "restores its own PNGs and A1111's 'parameters' text)")
     raise RequestError(f"{p}: has no generation parameters")
+
+
+def _is_json_object(text: str) -> bool:
+    if not text.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+def _other_tool(texts: dict[str, str]) -> str | None:
+    """Which tool wrote the generation parameters of a PNG that has none we can read."""
+    if PARAMETERS_KEY in texts:  # A1111's key holding JSON
+        return "SwarmUI's or Fooocus's JSON"
+    if "prompt" in texts or "workflow" in texts:
+        return "a ComfyUI workflow"
+    if {"invokeai_metadata", "sd-metadata", "Dream"} & texts.keys():
+        return "InvokeAI's"
+    if texts.get("Software") == "NovelAI":
+        return "NovelAI's"
+    return None
 
 
 

@@ -4,6 +4,7 @@ history and restored without Qt."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 from desktop_app.document.model_info import GENERIC_CFG
 
 SEED_MODES = ("random", "fixed")
-MAX_SEED = 2**31 - 1  # fits a QSpinBox
+# Every seed A1111 and our command line pick at random: a result of either restores exactly.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -45,22 +47,27 @@ class GenerationSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
-        """Tolerant of missing or extra keys and of strings (QSettings returns strings on Linux)."""
+        """Tolerant of missing or extra keys and of strings (QSettings returns strings on Linux);
+        a value of the wrong type, or not finite, keeps the default."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
             value = data[f.name]
+            if value is None:  # JSON null: not the text "None"
+                continue
             try:
                 if f.type == "int":
                     value = int(value)
                 elif f.type == "float":
                     value = float(value)
+                    if not math.isfinite(value):  # json reads NaN and Infinity
+                        continue
                 elif f.type == "bool":
                     value = value in (True, "true", "True", 1, "1")
                 else:
                     value = str(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # int(inf) overflows
                 continue
             out[f.name] = value
         return cls(**out)

@@ -17,6 +17,7 @@ import torch
 
 import desktop_app
 from desktop_app.document.job import MAX_REGION_STRENGTH, EngineError
+from desktop_app.document.vocabulary import prompt_words
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # Components that hold weights (the rest are tokenizers, schedulers, feature extractors).
@@ -305,12 +306,14 @@ VOCABULARY_FILE = "vocabulary.txt"
 
 def model_vocabulary(folder: Path | None) -> frozenset[str] | None:
     """The words a model folder says its training captions used (vocabulary.txt: one word a line),
-    or None when it does not say; an unreadable or empty file is named, not ignored."""
+    or None when it does not say; an unreadable or empty file is named, not ignored. The file is
+    split into words as prompts are ("Cat," is "cat"; a Notepad byte-order mark is no part of the
+    first word), or a word in it could never match a prompt's."""
     path = folder / VOCABULARY_FILE if folder is not None else None
     if path is None or not path.is_file():
         return None
     try:
-        words = frozenset(w for w in path.read_text(encoding="utf-8").lower().split())
+        words = frozenset(prompt_words(path.read_text(encoding="utf-8-sig")))
     except (OSError, UnicodeDecodeError) as e:
         raise EngineError(f"{path}: not a readable word list ({type(e).__name__}: {e})") from e
     if not words:

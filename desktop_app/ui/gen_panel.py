@@ -86,15 +86,17 @@ class GenerationPanel(QWidget):
     def _build_params(self) -> QGroupBox:
         box = QGroupBox("Parameters")
         form = QFormLayout(box)
-        self.steps = QSpinBox(minimum=1, maximum=200, value=20)
-        self.cfg = QDoubleSpinBox(minimum=0.0, maximum=30.0, singleStep=0.5, value=7.5)
+        # The ranges the command line takes, so every job it wrote restores as it was made.
+        self.steps = QSpinBox(minimum=1, maximum=1000, value=20)
+        self.cfg = QDoubleSpinBox(minimum=0.0, maximum=100.0, singleStep=0.5, value=7.5)
         self.sampler = QComboBox()
         for key, label in SAMPLER_LABELS.items():
             self.sampler.addItem(label, key)
         self.seed_mode = QComboBox()
         self.seed_mode.addItem("Random", "random")
         self.seed_mode.addItem("Fixed", "fixed")
-        self.seed = QSpinBox(minimum=0, maximum=MAX_SEED)
+        # A QSpinBox stops at 2**31 - 1; a double holds every seed up to MAX_SEED exactly.
+        self.seed = QDoubleSpinBox(minimum=0, maximum=MAX_SEED, decimals=0)
         self.seed.setEnabled(False)
         self.seed_mode.currentIndexChanged.connect(self._on_seed_mode)
         self.reuse_seed = QToolButton(text="Last", toolTip="Reuse the last job's seed")
@@ -113,9 +115,9 @@ class GenerationPanel(QWidget):
         size_row.addWidget(QLabel("×"))
         size_row.addWidget(self.height_box, 1)
         self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, value=0.75)
-        self.mask_grow = QSpinBox(minimum=-64, maximum=64, suffix=" px")
+        self.mask_grow = QSpinBox(minimum=-512, maximum=512, suffix=" px")
         self.mask_grow.setToolTip("Grow (or shrink, negative) the inpaint mask before the job")
-        self.mask_feather = QDoubleSpinBox(minimum=0.0, maximum=64.0, singleStep=1.0,
+        self.mask_feather = QDoubleSpinBox(minimum=0.0, maximum=512.0, singleStep=1.0,
                                            suffix=" px")
         self.mask_feather.setToolTip("Soft edge blended around the inpainted area (hides seams)")
         edge_row = QHBoxLayout()
@@ -210,7 +212,7 @@ class GenerationPanel(QWidget):
             negative_prompt=self.negative.toPlainText().strip(),
             steps=self.steps.value(), cfg_scale=self.cfg.value(),
             sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
-            seed=self.seed.value(), strength=self.strength.value(),
+            seed=int(self.seed.value()), strength=self.strength.value(),
             mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value(),
             pww_outside=self.pww_outside.value(), pww_local_sigma=self.pww_local.value())
 
@@ -218,17 +220,16 @@ class GenerationPanel(QWidget):
         self._base = s
         self.prompt.setPlainText(s.prompt)
         self.negative.setPlainText(s.negative_prompt)
-        self.steps.setValue(s.steps)
-        self.cfg.setValue(s.cfg_scale)
         i = self.sampler.findData(s.sampler)
         self.sampler.setCurrentIndex(max(0, i))
         self.seed_mode.setCurrentIndex(max(0, self.seed_mode.findData(s.seed_mode)))
-        self.seed.setValue(min(MAX_SEED, max(0, s.seed)))
-        self.strength.setValue(s.strength)
-        self.mask_grow.setValue(s.mask_grow)
-        self.mask_feather.setValue(s.mask_feather)
-        self.pww_outside.setValue(s.pww_outside)
-        self.pww_local.setValue(s.pww_local_sigma)
+        # Clamped to each box's range: a value from a damaged settings file or PNG (steps 10**12)
+        # is an OverflowError in setValue.
+        for box, value in ((self.steps, s.steps), (self.cfg, s.cfg_scale), (self.seed, s.seed),
+                           (self.strength, s.strength), (self.mask_grow, s.mask_grow),
+                           (self.mask_feather, s.mask_feather), (self.pww_outside, s.pww_outside),
+                           (self.pww_local, s.pww_local_sigma)):
+            box.setValue(min(box.maximum(), max(box.minimum(), value)))
 
     def prompt_text(self) -> str:
         return self.prompt.toPlainText()
