@@ -119,6 +119,23 @@ def test_result_lands_as_one_undo_step_in_history_and_output_folder(qtbot, make_
     assert np.array_equal(window.doc.image, item.image)
 
 
+def test_the_history_strip_keeps_as_many_results_as_the_history(qtbot, make_window):
+    # Each result holds full-size images: the strip drops its oldest as History does, and its
+    # thumbnails still show their own results.
+    window = make_window()
+    window.history.limit = window.history_strip.limit = 2
+    items = []
+    for _ in range(3):
+        with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
+            start_with_keyboard(qtbot, window)
+        items.append(added.args[0])
+        qtbot.waitUntil(lambda: not window.client.busy, timeout=5000)
+    assert window.history_strip.list.count() == len(window.history.items) == 2
+    for row, item in enumerate(items[1:]):
+        assert window.history_strip.item_at(row) is item
+        assert window.history_strip.list.item(row).text() == f"seed {item.result.request.seed}"
+
+
 def test_stale_previews_of_an_old_job_are_dropped(qtbot, make_window):
     gate = threading.Semaphore(0)
     window = make_window(FakeEngine(gate=gate))

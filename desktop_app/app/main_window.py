@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         column.addWidget(tabs, 1)
         column.addWidget(self.panel.run_bar)
         self._dock("Generation", side, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.history_strip = HistoryStrip()
+        self.history_strip = HistoryStrip(self.history.limit)
         self._dock("History", self.history_strip, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.model_label = QLabel("No model")
         self.statusBar().addPermanentWidget(self.model_label)

@@ -40,9 +40,10 @@ class HistoryStrip(QWidget):
     show_requested = Signal(object)  # HistoryItem
     restore_requested = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, limit: int = 40, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._items: list[HistoryItem] = []
+        self.limit = limit  # as History's: each item holds full images, so the oldest goes
         self.list = _List()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setFlow(QListView.Flow.LeftToRight)
@@ -83,6 +84,9 @@ class HistoryStrip(QWidget):
         entry.setToolTip(f"{item.label()}\n{req.prompt}\n{req.steps} steps, CFG {req.cfg_scale}"
                          + (f"\n{item.saved_path}" if item.saved_path else ""))
         self.list.addItem(entry)
+        while len(self._items) > self.limit:
+            del self._items[0]
+            self.list.takeItem(0)
         self.list.scrollToItem(entry)
 
     def item_at(self, row: int) -> HistoryItem | None:
