@@ -361,6 +361,60 @@ def test_attention_maps_show_per_word_and_hovering_highlights_the_canvas(qtbot, 
     assert window.layers.highlight is None
 
 
+def test_a_hovered_words_map_follows_the_strip_and_stale_maps_go(qtbot, make_window):
+    """The hovered word's map stayed on the canvas when its tile went (a job with other words:
+    no Leave came) and did not follow the new previews; the maps of the last job stayed after a
+    job that made none, and on a canvas of another size, where hovering stretched them."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    engine = FakeEngine(attention_words=("red", "ball"))
+    window = make_window(engine)
+    strip = window.attention
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        start_with_keyboard(qtbot, window)
+    tile = next(t for t, w in strip._tiles.items() if w == "ball")
+    QApplication.sendEvent(tile, QEvent(QEvent.Type.Enter))
+    shown = window.layers.highlight
+    assert shown is not None
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()  # same words: the hovered map is the new job's
+    assert window.layers.highlight is not None and window.layers.highlight is not shown
+    engine.attention_words = ("blue", "cube")
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    assert strip.words() == ["blue", "cube"] and window.layers.highlight is None
+    engine.attention_words = ()
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    assert strip.words() == [] and not strip.isVisibleTo(window)
+    engine.attention_words = ("red",)
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        window.generation.generate()
+    assert strip.words() == ["red"], window.doc.size
+    window.actions_.new_canvas(*window.doc.size)  # same size: a map still lines up
+    assert strip.words() == ["red"]
+    width, height = window.doc.size
+    window.actions_.new_canvas(width + 8, height)
+    assert strip.words() == []
+
+
+def test_adherence_is_not_shown_for_a_region_edited_while_its_job_ran(qtbot, make_window):
+    """The score of the words and area sent was shown for the words typed since."""
+    gate = threading.Semaphore(0)
+    window = make_window(FakeEngine(gate=gate))
+    edited = paint_inpaint_job(window, 50, (8, 8, 40, 40), (20, 20, 50, 60))
+    kept = window.regions.add("grass")
+    window.tool.press(2, 2)
+    window.tool.release(9, 9)
+    window.panel.steps.setValue(2)
+    assert window.generation.generate() is not None
+    window.regions.set_words(edited, "red ball")
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        gate.release(2)
+    assert edited.adherence is None and kept.adherence is not None
+
+
 def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
     window = make_window()
     p = window.panel

@@ -68,6 +68,10 @@ def test_words_not_in_the_prompt_warn_inline(qtbot, make_window):
     ("cat", "a catalogue", False),
     ("sofa", "cat on a sofa.", True),
     ("", "anything", False),
+    # as paint-with-words finds them: punctuation between the words must be the prompt's
+    ("red ball", "a red, ball", False),
+    ("red, ball", "a red ball", False),
+    ("circle, blue", "a red circle,\nblue square", True),
 ])
 def test_words_in_prompt(words, prompt, found):
     assert words_in_prompt(words, prompt) is found
@@ -255,3 +259,60 @@ def test_region_edits_survive_an_undo_and_redo_of_the_step_before(qtbot, make_wi
     assert window.doc.regions == []
     window.undo.redo()
     assert (window.doc.regions[0].words, window.doc.regions[0].strength) == ("red circle", 2.5)
+
+
+def test_use_selection_across_lines_takes_the_words_as_one_line(qtbot, make_window):
+    """Qt gives a selection's line breaks as U+2029: the words field showed them as a box."""
+    window = make_window(load=False)
+    region = window.regions.add("")
+    select_in_prompt(window.panel, "a red\nball on  grass", "red\nball on  grass")
+    window.regions_panel.use_selection.click()
+    assert region.words == "red ball on grass" == window.regions_panel.words.text()
+    assert not window.regions_panel.warning.isVisibleTo(window.regions_panel)
+
+
+def test_saving_a_layout_with_a_region_without_words_names_it_and_writes_nothing(
+        qtbot, make_window, tmp_path):
+    """It was saved, and loading it back then failed: "regions[1].words: expected the prompt
+    words it paints"."""
+    window = make_window(load=False)
+    window.regions.add("red ball")
+    window.regions.add("")
+    window.tool.press(30, 30)
+    window.tool.release(30, 30)
+    path = tmp_path / "Größe ☃" / "scène.json"
+    path.parent.mkdir()
+    assert not window.actions_.save_layout(str(path))
+    assert "'Region 2' has no words" in window.last_error and not list(path.parent.iterdir())
+    window.regions.set_words(window.doc.regions[1], "green grass")
+    assert window.actions_.save_layout(str(path)), window.last_error
+    assert window.actions_.save_layout(str(path)), window.last_error  # overwriting it
+    window.actions_.new_canvas(128, 96)  # another size: scaled
+    assert window.actions_.load_layout(str(path)), window.last_error
+    assert [(r.name, r.words) for r in window.doc.regions] == [
+        ("Region 1", "red ball"), ("Region 2", "green grass")]
+    assert window.doc.regions[1].mask.shape == (96, 128) and window.doc.regions[1].mask.any()
+
+
+def test_loading_a_layout_names_the_words_the_prompt_does_not_hold(qtbot, make_window, tmp_path):
+    window = make_window(load=False)
+    window.panel.prompt.setPlainText("a red ball on green grass")
+    path = tmp_path / "layout.json"
+    path.write_text('{"version": 1, "regions": [{"words": "red ball", "rect": [0, 0, 8, 8]}, '
+                    '{"words": "zebra", "rect": [8, 8, 8, 8]}]}')
+    window.actions_.load_layout(str(path), window.panel.prompt_text())
+    message = window.statusBar().currentMessage()
+    assert "Loaded 2 regions" in message and "not in the prompt" in message
+    assert "zebra" in message and "red ball" not in message.split("not in the prompt")[1]
+
+
+def test_regions_past_the_palette_still_get_colours_of_their_own(qtbot, make_window):
+    """The 11th region was drawn in the 1st one's colour, the 12th in the 2nd's..."""
+    window = make_window(load=False)
+    for i in range(30):
+        window.regions.add(f"thing {i}")
+    colours = [r.colour for r in window.doc.regions]
+    assert len(set(colours)) == 30
+    assert all(not (r > 180 and g < 90 and b < 110) for r, g, b in colours)  # no reds
+    window.regions.remove(window.doc.regions[3])  # a freed colour is the next one's
+    assert window.regions.add("again").colour == colours[3]

@@ -20,7 +20,7 @@ from desktop_app.document.canvas_doc import CanvasDocument, DocState
 from desktop_app.document.job import MAX_SIDE, MIN_SIDE, RequestError
 from desktop_app.document.model_info import GENERIC_REGION_STRENGTH, region_strength_for
 from desktop_app.document.prompt_layout import prompt_regions
-from desktop_app.document.regions import RegionLayer, next_colour
+from desktop_app.document.regions import RegionLayer, next_colour, words_in_prompt
 
 log = logging.getLogger(__name__)
 READ_ERRORS = (OSError, ValueError)  # RequestError is a ValueError
@@ -270,7 +270,9 @@ class DocumentActions(QObject):
                           "prompt: " + "; ".join(r.words for r in found))
         return True
 
-    def load_layout(self, path: str) -> bool:
+    def load_layout(self, path: str, prompt: str | None = None) -> bool:
+        """Replace the regions by the layout's (an undo step); with the prompt, the status names
+        the regions whose words it does not hold (they would steer nothing)."""
         try:
             from desktop_app.document.layout import load_layout
 
@@ -287,5 +289,10 @@ class DocumentActions(QObject):
             layers.append(RegionLayer.from_region(region, next_colour(layers)))
         after.regions = layers
         self._undo.push(StateCommand(self._doc, after, f"Load layout {Path(path).name}"))
-        emit(self.status, f"Loaded {len(layers)} regions from {path}")
+        text = f"Loaded {len(layers)} region{'s' if len(layers) != 1 else ''} from {path}"
+        if prompt is not None and (missing := [r.words for r in regions
+                                               if not words_in_prompt(r.words, prompt)]):
+            text += " — not in the prompt, so they steer nothing: " + ", ".join(
+                f"“{w}”" for w in missing)
+        emit(self.status, text)
         return True

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
@@ -51,6 +52,7 @@ class GenerationController(QObject):
         # job id -> (settings, the regions sent, in request order)
         self._jobs: dict[int, tuple[GenerationSettings, list[RegionLayer]]] = {}
         self.last_seed: int | None = None
+        self._maps_job: int | None = None  # the job whose word maps the strip shows
         # PNG encoding of a big result takes 100s of ms: never on the GUI thread.
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save-output")
         self._pending: set[Path] = set()  # output names chosen, not yet written
@@ -106,6 +108,7 @@ class GenerationController(QObject):
     def _on_preview(self, preview: Preview) -> None:
         emit(self.preview, preview.image)
         if preview.attention:
+            self._maps_job = preview.job_id
             emit(self.attention, preview.attention)
 
     @Slot(int)
@@ -122,14 +125,21 @@ class GenerationController(QObject):
     def _on_finished(self, result: JobResult) -> None:
         settings, regions = self._finish(result.job_id) or (self._current_settings(), [])
         request = result.request
+        if self._maps_job != result.job_id:  # a job without word maps: the last job's are stale
+            emit(self.attention, None)
         # A canvas that changed size while the job ran (new canvas, another image, undo) keeps
         # what was made on it since: placing the result would wipe that mask and those regions.
         placed = self._doc.size == (request.width, request.height)
         if placed:
             self._undo.push(ImageCommand(self._doc, result.image, result, "Generate"))
-        # Scores belong to the regions as they were sent, even if the list changed meanwhile.
-        for region, score in zip(regions, result.region_adherence, strict=False):
-            if (now := self._doc.find_region(region)) is not None:
+        # Scores belong to the regions as they were sent, even if the list changed meanwhile; a
+        # region whose words, strength or mask were edited meanwhile gets none (it was scored as
+        # it was, and the edit had cleared its old score).
+        for region, sent, score in zip(regions, request.regions, result.region_adherence,
+                                       strict=False):
+            now = self._doc.find_region(region)
+            if now is not None and (now.words.strip(), now.strength) == (sent.words, sent.strength) \
+                    and np.array_equal(now.mask, sent.mask):
                 self._doc.update_region(now, adherence=float(score))
         item = HistoryItem(result, settings, tuple(r.colour for r in regions))
         item.saved_path = self._save_output(result)

@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(self.toolbar)
         self.panel = GenerationPanel()
         self.attention = AttentionStrip()
+        self._attention_size: tuple[int, int] | None = None  # the canvas its maps are of
         self.panel.add_below_prompt(self.attention)
         self.regions_panel = RegionsPanel(self.regions, self.panel.prompt_text,
                                           self.panel.selected_prompt_text,
@@ -194,11 +195,12 @@ class MainWindow(QMainWindow):
         p.prompt_changed.connect(self._update_placement_hint)
         p.place_requested.connect(self._on_regions_from_prompt)
         self.doc.add_listener(self._on_doc_for_hint)
+        self.doc.add_listener(self._on_doc_for_attention)
         self.client.progress.connect(self._on_progress)
         self.client.busy_changed.connect(self._on_busy)
         g.running_changed.connect(p.set_running)
         g.preview.connect(self.layers.set_preview)
-        g.attention.connect(self.attention.set_maps)
+        g.attention.connect(self._on_attention)
         g.history_added.connect(self.history_strip.add)
         g.settings_restored.connect(p.set_settings)
         g.last_seed_changed.connect(p.set_last_seed)
@@ -313,6 +315,16 @@ class MainWindow(QMainWindow):
         places = 0 if self.doc.regions else len(regions_from_prompt(self.panel.prompt_text()))
         self.panel.show_placement_hint(places if places >= 2 else 0)
 
+    def _on_attention(self, maps: object) -> None:
+        self._attention_size = self.doc.size
+        self.attention.set_maps(maps)
+
+    def _on_doc_for_attention(self, event: str, _payload: object) -> None:
+        """A canvas of another size (new canvas, another image) drops the word maps: they were of
+        the picture that was there, and hovering one stretched it over the new canvas."""
+        if event == "reset" and self._attention_size not in (None, self.doc.size):
+            self.attention.clear()
+
     def _on_doc_for_hint(self, event: str, _payload: object) -> None:
         if event in ("reset", "regions"):
             self._update_placement_hint()
@@ -323,7 +335,7 @@ class MainWindow(QMainWindow):
 
     def _on_load_layout(self) -> None:
         if path := dialogs.ask_open(self, "Load region layout", dialogs.LAYOUT_FILTER):
-            self.actions_.load_layout(path)
+            self.actions_.load_layout(path, self.panel.prompt_text())
 
     def _on_save_layout(self) -> None:
         if path := dialogs.ask_save(self, "Save region layout", dialogs.LAYOUT_FILTER, ".json"):

@@ -178,8 +178,14 @@ def as_rect(mask: np.ndarray) -> list[int] | None:
 def save_layout(path: str | os.PathLike[str], regions: tuple[Region, ...] | list[Region],
                 width: int, height: int) -> None:
     """Write the layout JSON; rectangles stay rects, other masks go to PNGs beside it named
-    `<stem>.region<N>.png`. Each file is written to a temp name and renamed into place."""
+    `<stem>.region<N>.png`. Each file is written to a temp name and renamed into place. A region
+    without words is a LayoutError (the file could not be loaded back)."""
     p = Path(path)
+    for i, region in enumerate(regions):  # before any file is written: the loader needs words
+        if not region.words.strip():
+            label = repr(region.name) if region.name else f"regions[{i}]"
+            raise LayoutError(f"{label} has no words: type the prompt words it paints, "
+                              "then save (a layout without them cannot be loaded)")
     entries = []
     for i, region in enumerate(regions):
         mask = np.asarray(region.mask, np.float32)

@@ -4,6 +4,7 @@ document.job.Region."""
 
 from __future__ import annotations
 
+import colorsys
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -54,24 +55,36 @@ class RegionLayer:
                    float(region.strength), np.array(region.mask, np.float32, copy=True))
 
 
-def _normalise(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower())
+def phrase_spans(prompt: str, words: str) -> list[tuple[int, int]]:
+    """Every occurrence of `words` in the prompt, case-insensitive, whole words only, any
+    whitespace between them: how paint-with-words finds a region's tokens (engine.pww)."""
+    parts = words.split()
+    if not parts:
+        return []
+    pattern = r"(?<!\w)" + r"\s+".join(re.escape(p) for p in parts) + r"(?!\w)"
+    return [m.span() for m in re.finditer(pattern, prompt, flags=re.IGNORECASE)]
 
 
 def words_in_prompt(words: str, prompt: str) -> bool:
-    """True when the region's words occur as a contiguous run of whole words in the prompt, which is
-    what paint-with-words needs to find their tokens."""
-    want = _normalise(words)
-    have = _normalise(prompt)
-    if not want:
-        return False
-    n = len(want)
-    return any(have[i:i + n] == want for i in range(len(have) - n + 1))
+    """True when paint-with-words will find the region's words in the prompt: the same words, in
+    order, with the same punctuation (the check ignored punctuation, so "red ball" passed for
+    "a red, ball" and the job then warned that the words are not in the prompt)."""
+    return bool(phrase_spans(prompt, words))
+
+
+def _extra_colour(k: int) -> tuple[int, int, int]:
+    """The k-th colour past the palette: golden-ratio steps over the hues from orange to purple
+    (still no reds or pinks), at three brightnesses and saturations in turn."""
+    hue = (25.0 + (k * 0.6180339887 % 1.0) * 265.0) / 360.0
+    r, g, b = colorsys.hsv_to_rgb(hue, (0.85, 0.6, 1.0)[(k // 3) % 3], (0.95, 0.65, 0.45)[k % 3])
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def next_colour(existing: list[RegionLayer]) -> tuple[int, int, int]:
-    used = {r.colour for r in existing}
+    """The first palette colour no region has; past the palette, a colour of no region either
+    (the 11th region was drawn in the 1st one's colour)."""
+    used = {tuple(r.colour) for r in existing}
     for c in PALETTE:
         if c not in used:
             return c
-    return PALETTE[len(existing) % len(PALETTE)]
+    return next(c for k in itertools.count() if (c := _extra_colour(k)) not in used)

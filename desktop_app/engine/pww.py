@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from desktop_app.document.job import PWW_MODES, Region
+from desktop_app.document.regions import phrase_spans
 from desktop_app.engine.attention_maps import (
     AttentionCollector,
     PwwAttnProcessor,
@@ -120,15 +121,6 @@ def _align(tokenizer: Any, prompt: str, ids: list[int],
         spans.append((at, at + len(piece)))
         cursor = at + len(piece)
     return spans
-
-
-def phrase_spans(prompt: str, words: str) -> list[tuple[int, int]]:
-    """Every occurrence of `words` in the prompt, case-insensitive, whole words only."""
-    parts = words.split()
-    if not parts:
-        return []
-    pattern = r"(?<!\w)" + r"\s+".join(re.escape(p) for p in parts) + r"(?!\w)"
-    return [m.span() for m in re.finditer(pattern, prompt, flags=re.IGNORECASE)]
 
 
 def tokens_covering(info: TokenInfo, spans: list[tuple[int, int]]) -> list[int]:

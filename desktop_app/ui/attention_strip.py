@@ -22,6 +22,7 @@ class AttentionStrip(QScrollArea):
         super().__init__(parent)
         self._maps: dict[str, np.ndarray] = {}
         self._tiles: dict[QObject, str] = {}
+        self._hovered: str | None = None  # the word under the mouse: its map is on the canvas
         self._inner = QWidget()
         self._row = QHBoxLayout(self._inner)
         self._row.setContentsMargins(0, 0, 0, 0)
@@ -45,6 +46,8 @@ class AttentionStrip(QScrollArea):
             self._maps = dict(maps)
             for tile, word in self._tiles.items():
                 tile.findChild(QLabel, "heat").setPixmap(self._pixmap(maps[word]))
+            if self._hovered is not None:  # the canvas follows the hovered word's new map
+                emit(self.hovered, self._maps[self._hovered])
             return
         self.clear()
         self._maps = dict(maps)
@@ -57,6 +60,9 @@ class AttentionStrip(QScrollArea):
             tile.deleteLater()
         self._tiles.clear()
         self._maps = {}
+        if self._hovered is not None:  # its tile goes without a Leave: take its map off the canvas
+            self._hovered = None
+            emit(self.hovered, None)
         self.hide()
 
     def _pixmap(self, heat: np.ndarray) -> QPixmap:
@@ -87,7 +93,9 @@ class AttentionStrip(QScrollArea):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj in self._tiles:
             if event.type() == QEvent.Type.Enter:
-                emit(self.hovered, self._maps.get(self._tiles[obj]))
+                self._hovered = self._tiles[obj]
+                emit(self.hovered, self._maps.get(self._hovered))
             elif event.type() == QEvent.Type.Leave:
+                self._hovered = None
                 emit(self.hovered, None)
         return super().eventFilter(obj, event)

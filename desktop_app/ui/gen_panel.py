@@ -235,7 +235,9 @@ class GenerationPanel(QWidget):
         return self.prompt.toPlainText()
 
     def selected_prompt_text(self) -> str:
-        return self.prompt.textCursor().selectedText().strip()
+        """The selection with its line breaks (Qt gives U+2029) and runs of spaces as one space:
+        a region's words are one line."""
+        return " ".join(self.prompt.textCursor().selectedText().split())
 
     def set_last_seed(self, seed: int) -> None:
         self._last_seed = seed
