@@ -361,6 +361,24 @@ def test_attention_maps_show_per_word_and_hovering_highlights_the_canvas(qtbot, 
     assert window.layers.highlight is None
 
 
+def test_a_long_word_under_its_map_is_shortened_and_named_in_full_by_its_tooltip(qtbot,
+                                                                                 make_window):
+    from PySide6.QtWidgets import QLabel
+
+    long_word = "supercalifragilisticexpialidocious"
+    window = make_window(FakeEngine(attention_words=("red", long_word)))
+    with qtbot.waitSignal(window.client.finished, timeout=5000):
+        start_with_keyboard(qtbot, window)
+    texts = {}
+    for tile, word in window.attention._tiles.items():
+        label = next(lb for lb in tile.findChildren(QLabel) if lb.objectName() != "heat")
+        texts[word] = label.text()
+        assert tile.toolTip() == word
+        assert label.fontMetrics().horizontalAdvance(label.text()) <= label.maximumWidth()
+    assert texts["red"] == "red"
+    assert texts[long_word] != long_word and texts[long_word].endswith("…")
+
+
 def test_a_hovered_words_map_follows_the_strip_and_stale_maps_go(qtbot, make_window):
     """The hovered word's map stayed on the canvas when its tile went (a job with other words:
     no Leave came) and did not follow the new previews; the maps of the last job stayed after a

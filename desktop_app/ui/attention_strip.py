@@ -81,9 +81,13 @@ class AttentionStrip(QScrollArea):
         col.setSpacing(1)
         pic = QLabel(objectName="heat")
         pic.setPixmap(self._pixmap(heat))
-        label = QLabel(word)
+        # A long word is shortened with an ellipsis to its tile's width; the tile's tooltip says
+        # it whole.
+        label = QLabel()
+        label.setText(label.fontMetrics().elidedText(word, Qt.TextElideMode.ElideRight, TILE + 8))
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         label.setMaximumWidth(TILE + 8)
+        tile.setToolTip(word)
         col.addWidget(pic)
         col.addWidget(label)
         tile.installEventFilter(self)
