@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from desktop_app.document.a1111 import a1111_parameters, parse_a1111
 from desktop_app.document.image_io import load_image, save_png
 from desktop_app.document.job import JobKind, JobRequest, JobResult, Region, RequestError
 from desktop_app.document.metadata import (
     JSON_KEY,
     PARAMETERS_KEY,
-    a1111_parameters,
     has_parameters,
-    parse_a1111,
     read_metadata,
     read_png_metadata,
     request_from_payload,
@@ -278,7 +277,7 @@ def test_a1111_text_with_a_trailing_newline_or_windows_line_ends_keeps_its_setti
 def test_a1111_samplers_named_with_their_schedule_and_unknown_ones(tmp_path):
     from PIL import PngImagePlugin
 
-    from desktop_app.document.metadata import request_from_a1111
+    from desktop_app.document.a1111 import request_from_a1111
 
     # A1111 before 1.9 wrote "DPM++ 2M Karras": it was restored as Euler.
     req = request_from_a1111(SETTINGS_LINE.replace("Euler a", "DPM++ 2M Karras"))
@@ -362,7 +361,7 @@ def test_an_init_image_over_the_size_limit_is_refused_before_it_is_decoded(tmp_p
 def test_numbers_that_are_not_finite_are_refused(tmp_path):
     from PIL import PngImagePlugin
 
-    from desktop_app.document.metadata import request_from_a1111
+    from desktop_app.document.a1111 import request_from_a1111
 
     with pytest.raises(RequestError, match="CFG scale 'nan' is not a number"):
         request_from_a1111("a\n" + SETTINGS_LINE.replace("CFG scale: 7", "CFG scale: nan"))

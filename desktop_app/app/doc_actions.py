@@ -44,8 +44,12 @@ class DocumentActions(QObject):
             emit(self.error, f"canvas size {width}x{height} is out of range "
                              f"({MIN_SIDE}..{MAX_SIDE})")
             return
+        self._push_blank(width, height, f"New canvas {width}x{height}")
+
+    def _push_blank(self, width: int, height: int, text: str) -> None:
+        """An empty canvas of that size, as one undo step."""
         state = DocState((width, height), None, None, np.zeros((height, width), np.float32), [])
-        self._undo.push(StateCommand(self._doc, state, f"New canvas {width}x{height}"))
+        self._undo.push(StateCommand(self._doc, state, text))
 
     def adopt_model_size(self, info: object) -> None:
         """A fresh, untouched canvas takes the loaded model's native size (256 for the built-in
@@ -62,8 +66,7 @@ class DocumentActions(QObject):
                 return
             # An undo step, or a stroke or region undone before would be redone on a canvas of
             # another size (a crash).
-            state = DocState((side, side), None, None, np.zeros((side, side), np.float32), [])
-            self._undo.push(StateCommand(doc, state, f"Canvas size {side}x{side}"))
+            self._push_blank(side, side, f"Canvas size {side}x{side}")
 
     def resize_empty(self, width: int, height: int) -> None:
         if self._doc.image is None and (width, height) != self._doc.size:
