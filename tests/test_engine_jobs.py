@@ -276,6 +276,45 @@ def test_ddim_with_regions_on_a_zero_terminal_snr_model(tiny_sd, tmp_path):
     assert result.image.std() > 0 and np.isfinite(result.region_adherence).all()
 
 
+@pytest.mark.parametrize("scheduler_extra", [
+    {},  # discrete timesteps: unchanged
+    # Continuous timesteps: Euler hands the UNet 0.25·log σ, not a 0-999 index, and reading that
+    # as an index gave regions a noise level near 0, so almost no bias at any step.
+    {"timestep_type": "continuous", "prediction_type": "v_prediction"},
+    {"use_karras_sigmas": True},
+], ids=["discrete", "continuous", "karras"])
+def test_regions_see_the_noise_level_the_sampler_uses(tiny_sd, tmp_path, monkeypatch,
+                                                      scheduler_extra):
+    import json
+    import shutil
+
+    import diffusers
+
+    from desktop_app.engine import Engine
+    from desktop_app.engine.pww import PaintWithWords
+
+    model = shutil.copytree(tiny_sd, tmp_path / "model")
+    path = model / "scheduler" / "scheduler_config.json"
+    config = json.loads(path.read_text())
+    config.update(scheduler_extra)
+    path.write_text(json.dumps(config))
+    seen = []
+    original = PaintWithWords.set_sigma
+    monkeypatch.setattr(PaintWithWords, "set_sigma",
+                        lambda self, sigma: (seen.append(sigma), original(self, sigma)))
+    engine = Engine(device="cpu")
+    engine.load(model)
+    region = np.zeros((SIZE, SIZE), np.float32)
+    region[:, :32] = 1.0
+    req = _request(JobKind.TEXT_TO_IMAGE, sampler="euler",
+                   regions=(Region(words="red cat", mask=region, strength=4.0),))
+    engine.run(req)
+    reference = diffusers.EulerDiscreteScheduler.from_config(config)
+    reference.set_timesteps(req.steps)
+    expected = [float(s) for s in reference.sigmas[:req.steps]]
+    assert seen == pytest.approx(expected, rel=1e-4) and max(seen) > 1.0
+
+
 def test_a_local_taesd_folder_is_used_for_previews(tiny_sd, tmp_path):
     import shutil
 

@@ -53,15 +53,40 @@ def make_scheduler(name: str, scheduler_config: dict, unet_config: Any):
 
 
 def sigma_at(scheduler, timestep) -> float:
-    """The noise level sigma = sqrt((1 - alpha_bar) / alpha_bar) of a discrete timestep; the same
-    quantity Euler's sigmas hold, and defined for DDIM/DPM/LCM too. A zero-terminal-SNR schedule
-    (v-prediction "ztsnr" models) has alpha_bar = 0 at its last timestep, where DDIM and LCM
-    start: it is read as diffusers' Euler and DPM-Solver read it, 2**-24 (sigma 4096)."""
+    """The noise level sigma = sqrt((1 - alpha_bar) / alpha_bar) the UNet sees at `timestep`.
+
+    Schedulers that keep their own sigmas (Euler, Euler a, DPM-Solver) are asked for the sigma
+    of this step, so Karras spacing and continuous timesteps (Euler with timestep_type
+    "continuous" passes 0.25·log σ, not a 0-999 index) read right. Others (DDIM, LCM) hold
+    discrete timesteps, read off alphas_cumprod. A zero-terminal-SNR schedule ("ztsnr"
+    v-prediction models) has alpha_bar = 0 at its last timestep, where DDIM and LCM start: it is
+    read as diffusers' Euler and DPM-Solver read it, 2**-24 (sigma 4096)."""
+    own = _own_sigma(scheduler, float(timestep))
+    if own is not None:
+        return own
     alphas = scheduler.alphas_cumprod
     t = int(round(float(timestep)))
     t = min(max(t, 0), len(alphas) - 1)
     a = max(float(alphas[t]), ZERO_SNR_ALPHA_BAR)
     return math.sqrt((1.0 - a) / a)
+
+
+def _own_sigma(scheduler, timestep: float) -> float | None:
+    """The scheduler's own sigma for the step whose timestep this is, or None if it keeps none."""
+    sigmas, timesteps = getattr(scheduler, "sigmas", None), getattr(scheduler, "timesteps", None)
+    if sigmas is None or timesteps is None or len(timesteps) == 0 or len(sigmas) < len(timesteps):
+        return None
+    # The step in progress (or, before the first step, where it begins) when it matches this
+    # timestep; otherwise the nearest timestep (repeated timesteps share a sigma to rounding).
+    index = getattr(scheduler, "step_index", None)
+    if index is None:
+        index = getattr(scheduler, "begin_index", None)
+    if index is None or not 0 <= index < len(timesteps) \
+            or abs(float(timesteps[index]) - timestep) > 1e-4 * max(1.0, abs(timestep)):
+        index = int((timesteps.float() - timestep).abs().argmin()) if hasattr(timesteps, "float") \
+            else min(range(len(timesteps)), key=lambda i: abs(float(timesteps[i]) - timestep))
+    sigma = float(sigmas[index])
+    return sigma if math.isfinite(sigma) and sigma >= 0 else None
 
 
 def _x0_of(scheduler, output):
