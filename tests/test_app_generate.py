@@ -305,7 +305,7 @@ def test_restoring_from_a_png_without_parameters_changes_nothing(qtbot, make_win
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(b"\xff\xd8\xff\xe0 not really")
     undo_before = window.undo.count()
-    for path, why in ((plain, "has no generation parameters"), (jpeg, "not a PNG"),
+    for path, why in ((plain, "has no generation parameters"), (jpeg, "not an image"),
                       (tmp_path / "gone.png", "not found")):
         with qtbot.waitSignal(window.generation.error, timeout=1000) as error:
             assert not window.generation.restore_file(str(path))
@@ -313,6 +313,23 @@ def test_restoring_from_a_png_without_parameters_changes_nothing(qtbot, make_win
     assert window.undo.count() == undo_before
     assert window.panel.settings().prompt == "keep me"
     assert np.array_equal(window.doc.image, np.full((64, 64, 3), 10, np.uint8))
+
+
+def test_restoring_from_an_a1111_jpeg_brings_back_its_settings(qtbot, make_window, tmp_path):
+    from PIL import Image
+
+    window = make_window()
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + (
+        "a lighthouse at dusk\nNegative prompt: fog\n"
+        "Steps: 17, Sampler: DDIM, CFG scale: 5, Seed: 77, Size: 64x64").encode("utf-16-be")
+    path = tmp_path / "from_a1111.jpg"
+    Image.new("RGB", (16, 16)).save(path, "JPEG", exif=exif.tobytes())
+    with qtbot.waitSignal(window.generation.status, timeout=1000):
+        assert window.generation.restore_file(str(path))
+    got = window.panel.settings()
+    assert (got.prompt, got.negative_prompt) == ("a lighthouse at dusk", "fog")
+    assert (got.steps, got.sampler, got.seed_mode, got.seed) == (17, "ddim", "fixed", 77)
 
 
 def test_opening_a_result_png_says_it_can_be_restored(qtbot, make_window):
@@ -323,7 +340,7 @@ def test_opening_a_result_png_says_it_can_be_restored(qtbot, make_window):
     qtbot.waitUntil(lambda: bool(saves.seen), timeout=5000)
     with qtbot.waitSignal(window.actions_.status, timeout=1000) as status:
         assert window.actions_.open_path(added.args[0].saved_path)
-    assert "Restore job from PNG" in status.args[0]
+    assert "Restore job from image" in status.args[0]
 
 
 def test_closing_during_a_job_cancels_it_and_stops_the_thread(qtbot, make_window):

@@ -173,12 +173,53 @@ def test_reads_a_png_written_by_another_tool(tmp_path):
                                         "Clip skip": "2"}
 
 
+_A1111_TEXT = ("a castle on a hill, sunset\nNegative prompt: blurry, lowres\n"
+               "Steps: 24, Sampler: Euler a, CFG scale: 6.5, Seed: 1234, Size: 512x640, "
+               "Model: dreamshaper_8")
+
+
+def _with_user_comment(path, fmt, comment: bytes):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = comment
+    Image.new("RGB", (16, 16), "navy").save(path, fmt, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("fmt, suffix, comment", [
+    # A1111 and Forge save JPEG and WebP with the text in the EXIF UserComment, UTF-16 big-endian
+    ("JPEG", "jpg", b"UNICODE\0" + _A1111_TEXT.encode("utf-16-be")),
+    ("WEBP", "webp", b"UNICODE\0" + _A1111_TEXT.encode("utf-16-be")),
+    # other writers: UTF-16 in the EXIF block's little-endian order, or plain ASCII
+    ("JPEG", "jpeg", b"UNICODE\0" + _A1111_TEXT.encode("utf-16-le")),
+    ("JPEG", "jpg", b"ASCII\0\0\0" + _A1111_TEXT.encode("ascii")),
+], ids=["jpeg-a1111", "webp-a1111", "jpeg-utf16le", "jpeg-ascii"])
+def test_reads_a1111_parameters_from_jpeg_and_webp_exif(tmp_path, fmt, suffix, comment):
+    path = _with_user_comment(tmp_path / f"out.{suffix}", fmt, comment)
+    assert has_parameters(path)
+    req = read_metadata(path)
+    assert (req.prompt, req.negative_prompt) == ("a castle on a hill, sunset", "blurry, lowres")
+    assert (req.steps, req.sampler, req.cfg_scale, req.seed) == (24, "euler_a", 6.5, 1234)
+    assert (req.width, req.height, req.model) == (512, 640, "dreamshaper_8")
+
+
+def test_a_jpeg_without_parameters_is_a_clear_error(tmp_path):
+    plain = tmp_path / "photo.jpg"
+    Image.new("RGB", (16, 16), "navy").save(plain, "JPEG")
+    commented = _with_user_comment(tmp_path / "note.jpg", "JPEG", b"ASCII\0\0\0holiday 2019")
+    assert not has_parameters(plain) and not has_parameters(tmp_path / "nothing.jpg")
+    with pytest.raises(RequestError, match="photo.jpg: has no generation parameters"):
+        read_metadata(plain)
+    # a camera's or a person's comment is not a prompt with settings
+    with pytest.raises(RequestError, match="note.jpg"):
+        read_metadata(commented)
+
+
 def test_png_without_metadata_is_a_clear_error(tmp_path):
     save_png(tmp_path / "plain.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(RequestError, match="plain.png.*no generation parameters"):
         read_metadata(tmp_path / "plain.png")
     (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff not a png")
-    with pytest.raises(RequestError, match="not a PNG"):
+    with pytest.raises(RequestError, match="x.jpg: not an image"):
         read_metadata(tmp_path / "x.jpg")
     with pytest.raises(RequestError, match="not found"):
         read_metadata(tmp_path / "missing.png")

@@ -102,7 +102,7 @@ class DocumentActions(QObject):
             from desktop_app.document.metadata import has_parameters
 
             if has_parameters(path):
-                warnings.append("it carries a job's parameters: File ▸ Restore job from PNG "
+                warnings.append("it carries a job's parameters: File ▸ Restore job from image "
                                 "(Ctrl+Shift+O) brings them back")
             if rest := len(paths) - i - 1:
                 warnings.append(f"{rest} more file{'s' if rest > 1 else ''} not opened "

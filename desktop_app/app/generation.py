@@ -214,8 +214,8 @@ class GenerationController(QObject):
         emit(self.status, f"Restored {item.label()}")
 
     def restore_file(self, path: str) -> bool:
-        """Restore a job from a PNG's parameters (ours exactly, an A1111 `parameters` text as
-        far as it goes): its input canvas as one undo step and its parameters with the seed
+        """Restore a job from an image's parameters (a PNG of ours exactly; A1111's `parameters`
+        text, in a PNG or a JPEG's or WebP's EXIF, as far as it goes): its input canvas as one undo step and its parameters with the seed
         fixed, as Restore does for the history. A file without parameters changes nothing."""
         from desktop_app.document.history import request_input_state, request_settings
         from desktop_app.document.metadata import read_metadata

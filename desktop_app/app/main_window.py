@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self._action(m, "&New canvas…", self._on_new, K.New)
         self._action(m, "&Open image…", self._on_open, K.Open)
         self._action(m, "&Paste image", self._on_paste, "Ctrl+Shift+V")
-        self._action(m, "&Restore job from PNG…", self._on_restore_file, "Ctrl+Shift+O")
+        self._action(m, "&Restore job from image…", self._on_restore_file, "Ctrl+Shift+O")
         canvas_paste = QAction("Paste image", self.view)  # plain Ctrl+V when the canvas has focus
         canvas_paste.setShortcut(K.Paste)
         canvas_paste.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
             self.actions_.open_path(path)
 
     def _on_restore_file(self) -> None:
-        if path := dialogs.ask_open(self, "Restore job from PNG", dialogs.PNG_FILTER):
+        if path := dialogs.ask_open(self, "Restore job from image", dialogs.PARAMS_FILTER):
             self.generation.restore_file(path)
 
     def _on_paste(self) -> None:

@@ -13,6 +13,9 @@ Three PNG chunks carry it:
   than 1 MB, and an embedded 768 px init image alone is bigger than that; every reader that does
   not know ``dcAr`` skips it, as the PNG spec requires.
 
+JPEG and WebP files other tools write (A1111, Forge, SD.Next) carry the same ``parameters`` text
+in the EXIF UserComment; Restore reads it from there too.
+
 The init image and every mask are always embedded (that is the documented choice: a result can be
 regenerated from the file alone). 8-bit-exact masks are stored as greyscale PNG (a hard mask is a
 few hundred bytes); any other float mask as zlib-compressed float32, so reading gives back exactly
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from desktop_app.document.a1111 import Warn, a1111_parameters, request_from_a1111
+from desktop_app.document.a1111 import Warn, a1111_parameters, parse_a1111, request_from_a1111
 from desktop_app.document.image_io import save_png
 from desktop_app.document.job import (
     MAX_SIDE,
@@ -316,13 +319,65 @@ def read_png_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, str], dic
     return texts, blobs
 
 
-def has_parameters(path: str | os.PathLike[str]) -> bool:
-    """Whether a file is a PNG carrying generation parameters (ours or A1111's); False for
-    anything unreadable. Reads the file only when it starts as a PNG does."""
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+
+
+def _user_comment_text(raw: bytes | str) -> str:
+    """An EXIF UserComment as text: an 8-byte charset prefix, then the bytes. A1111 writes
+    "UNICODE" as UTF-16 big-endian (piexif's way); other writers use the EXIF block's own byte
+    order, so the order is read off where the zero bytes of ASCII characters fall."""
+    if isinstance(raw, str):
+        return raw.rstrip("\0")
+    prefix, body = raw[:8], raw[8:]
+    if prefix.rstrip(b"\0") == b"UNICODE":
+        if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
+            text = body.decode("utf-16")
+        else:
+            zeros_even = body[0::2].count(0)
+            text = body.decode("utf-16-le" if body[1::2].count(0) > zeros_even else "utf-16-be",
+                               "replace")
+    elif prefix.rstrip(b"\0") == b"JIS":
+        text = body.decode("shift_jis", "replace")
+    elif prefix.rstrip(b"\0") in (b"ASCII", b""):
+        text = _decode_text(body)
+    else:  # no prefix at all: the whole field is the text
+        text = _decode_text(raw)
+    return text.rstrip("\0")
+
+
+def read_exif_parameters(path: str | os.PathLike[str]) -> str | None:
+    """A1111's generation text in a JPEG's or WebP's EXIF UserComment, or None when there is none.
+    Raises RequestError when the file cannot be read as an image."""
+    p = Path(path)
+    try:
+        with Image.open(p) as img:  # lazy: reads the headers, not the pixels
+            raw = img.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except FileNotFoundError:
+        raise RequestError(f"{p}: file not found") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:  # Pillow's broken-file errors
+        raise RequestError(f"{p}: not an image this app can read ({exc})") from None
+    if not raw:
+        return None
+    text = _user_comment_text(raw[:_MAX_INFLATE])
+    # A camera's or a person's comment is not a job: A1111's text ends in a settings line.
+    return text if parse_a1111(text)[2] else None
+
+
+def _is_png(path: str | os.PathLike[str]) -> bool:
     try:
         with open(path, "rb") as f:
-            if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
-                return False
+            return f.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+    except OSError:
+        return False
+
+
+def has_parameters(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a PNG carrying generation parameters (ours or A1111's), or a JPEG or
+    WebP with A1111's text in its EXIF; False for anything unreadable."""
+    try:
+        if not _is_png(path):
+            text = read_exif_parameters(path)
+            return text is not None and not _is_json_object(text)
         texts, _ = read_png_metadata(path)
     except (OSError, RequestError):
         return False
@@ -332,9 +387,14 @@ def has_parameters(path: str | os.PathLike[str]) -> bool:
 
 def read_metadata(path: str | os.PathLike[str], warn: Warn = None) -> JobRequest:
     """The JobRequest stored in a PNG: exactly, when we wrote it; best effort from an A1111
-    ``parameters`` text otherwise. Raises RequestError when there is neither."""
+    ``parameters`` text otherwise, from a PNG text chunk or a JPEG's or WebP's EXIF. Raises
+    RequestError when there is neither."""
     p = Path(path)
-    texts, blobs = read_png_metadata(p)
+    if p.is_file() and not _is_png(p):
+        text = read_exif_parameters(p)
+        texts, blobs = ({PARAMETERS_KEY: text} if text is not None else {}), {}
+    else:
+        texts, blobs = read_png_metadata(p)
     if JSON_KEY in texts:
         try:
             return request_from_payload(texts[JSON_KEY], blobs)

@@ -16,6 +16,7 @@ from desktop_app.document.job import MAX_SIDE
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 PNG_FILTER = "PNG image (*.png)"
+PARAMS_FILTER = "Images with parameters (*.png *.jpg *.jpeg *.webp);;All files (*)"
 LAYOUT_FILTER = "Region layout (*.json)"
 PRESETS = ((256, 256), (512, 512), (768, 768), (1024, 1024), (768, 512), (512, 768),
            (1024, 576), (2048, 2048), (4096, 4096))
