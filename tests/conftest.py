@@ -58,6 +58,21 @@ def tiny_sd_single_file(tmp_path_factory, tiny_sd):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory):
+    """An SD 2.x-style diffusers folder (linear projections, OpenCLIP-style encoder; 64 px)."""
+    return _tiny(tmp_path_factory, "tiny_sd2", "build_tiny_sd2")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2_single_file(tmp_path_factory, tiny_sd2):
+    """The tiny SD 2.x as one .safetensors file in the original (LDM, OpenCLIP) key layout."""
+    import tiny_models
+
+    out = tmp_path_factory.mktemp("tiny_single_2") / "tiny_sd2.safetensors"
+    return tiny_models.save_ldm_single_file(tiny_sd2, out)
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_single_file(tmp_path_factory, tiny_sdxl):
     """The tiny SDXL as one .safetensors file in the original (SGM) key layout."""
     import tiny_models

@@ -17,7 +17,10 @@ def _txt2img(engine):
     return engine.run(req).image
 
 
-@pytest.mark.parametrize(("folder_fixture", "family"), [("tiny_sd", "sd1"), ("tiny_sdxl", "sdxl")])
+# The tiny SD 2.x has SD 1.x's text width (32), so it reports the sd1 family: what is checked is
+# that its OpenCLIP-named text encoder and linear-projection UNet convert exactly.
+@pytest.mark.parametrize(("folder_fixture", "family"), [("tiny_sd", "sd1"), ("tiny_sd2", "sd1"),
+                                                        ("tiny_sdxl", "sdxl")])
 def test_single_file_gives_the_same_model_as_the_folder(request, folder_fixture, family):
     from desktop_app.engine import Engine
 
@@ -47,6 +50,8 @@ def _fake_header(path, tensors):
 @pytest.mark.parametrize(("text_key", "channels", "variant"), [
     ("cond_stage_model.transformer.text_model.x", 4, "sd15"),
     ("cond_stage_model.transformer.text_model.x", 9, "sd15_inpaint"),
+    ("cond_stage_model.model.token_embedding.weight", 4, "sd2"),
+    ("cond_stage_model.model.token_embedding.weight", 9, "sd2_inpaint"),
     ("conditioner.embedders.1.model.x", 4, "sdxl"),
     ("conditioner.embedders.1.model.x", 9, "sdxl_inpaint"),
 ])
@@ -57,10 +62,6 @@ def test_variant_is_read_from_the_tensor_names(tmp_path, text_key, channels, var
 
 
 def test_unsupported_single_files_are_named(tmp_path):
-    sd2 = _fake_header(tmp_path / "sd2.safetensors",
-                       {single_file.UNET_IN: (8, 4, 1, 1), "cond_stage_model.model.x": (1,)})
-    with pytest.raises(EngineError, match="sd2.safetensors: an SD 2.x single file"):
-        single_file.detect_variant(sd2)
     odd = _fake_header(tmp_path / "odd.safetensors", {"weight": (2, 2)})
     with pytest.raises(EngineError, match="odd.safetensors: no Stable Diffusion UNet"):
         single_file.detect_variant(odd)
@@ -129,6 +130,50 @@ def test_v_prediction_markers_set_the_schedulers_prediction_type(tiny_sd, tiny_s
     assert _txt2img(engine).shape == (64, 64, 3)
 
 
+def _sd2_header(path, probe_std: float | None):
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {single_file.UNET_IN: torch.zeros(8, 4, 1, 1), VAE_KEY: torch.zeros(1),
+               "cond_stage_model.model.token_embedding.weight": torch.zeros(1)}
+    if probe_std is not None:
+        tensors[single_file.SD2_V_PROBE] = torch.tensor([-1.0, 1.0] * 640) * probe_std
+    save_file(tensors, str(path))
+    return path
+
+
+def test_sd2_v_prediction_is_told_from_the_weights_or_the_side_file(tmp_path):
+    # SD 2.x's 768 px v-prediction and 512 px epsilon checkpoints have the same tensors; loading a
+    # v model as epsilon draws noise. A probe spread above 0.09 means v (ComfyUI's threshold).
+    def prediction(path):
+        variant = single_file.detect_variant(path)
+        return single_file.sampling_overrides(path, variant).get("prediction_type", "epsilon")
+
+    assert prediction(_sd2_header(tmp_path / "v.safetensors", 0.2)) == "v_prediction"
+    assert prediction(_sd2_header(tmp_path / "eps.safetensors", 0.05)) == "epsilon"
+    assert prediction(_sd2_header(tmp_path / "none.safetensors", None)) == "epsilon"
+    # A1111's side file (same name, .yaml) is the user's word and wins over the probe
+    (tmp_path / "eps.yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
+    assert prediction(tmp_path / "eps.safetensors") == "v_prediction"
+    (tmp_path / "v.yaml").write_text("model:\n  params:\n    parameterization: eps\n")
+    assert prediction(tmp_path / "v.safetensors") == "epsilon"
+    # the inpainting model is epsilon whatever the probe says; SD 1.x files are not probed
+    inpaint = _sd2_header(tmp_path / "inpaint.safetensors", 0.2)
+    assert single_file.sampling_overrides(inpaint, "sd2_inpaint") == {}
+
+
+def test_sd2_config_folder_pads_with_an_exclamation_mark(tmp_path):
+    from transformers import CLIPTokenizer
+
+    folder = single_file.config_folder("sd2", tmp_path / "sd2")
+    tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    ids = tok("a cat", padding="max_length", max_length=8).input_ids
+    assert ids == [49406, 320, 2368, 49407, 0, 0, 0, 0]  # "!" is id 0
+    sd1 = CLIPTokenizer.from_pretrained(single_file.config_folder("sd15", tmp_path / "sd1")
+                                        / "tokenizer")
+    assert sd1("a cat", padding="max_length", max_length=8).input_ids[-1] == 49407
+
+
 def test_a_single_file_with_an_upper_case_suffix_loads(tiny_sd, tiny_sd_single_file, tmp_path):
     # diffusers reads any name not ending in ".safetensors" with torch.load: it failed.
     import shutil
@@ -151,10 +196,12 @@ def test_shipped_clip_tokenizer_matches_openai_clip_ids(tmp_path):
     assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 
-# Parameter counts of the released SD 1.5 / SDXL components: the shipped configs must build
-# exactly those architectures, or real checkpoints would not fit them.
+# Parameter counts of the released SD 1.5 / 2.x / SDXL components: the shipped configs must build
+# exactly those architectures, or real checkpoints would not fit them (SD 2.x: the 865.91 M the
+# original code reports for its UNet, and OpenCLIP ViT-H's text tower less its unused last layer).
 @pytest.mark.parametrize(("variant", "unet_params"), [
     ("sd15", 859_520_964), ("sd15_inpaint", 859_535_364),
+    ("sd2", 865_910_724), ("sd2_inpaint", 865_925_124),
     ("sdxl", 2_567_463_684), ("sdxl_inpaint", 2_567_478_084),
 ])
 def test_shipped_configs_build_the_released_architectures(variant, unet_params):
@@ -173,7 +220,8 @@ def test_shipped_configs_build_the_released_architectures(variant, unet_params):
     with init_empty_weights():
         assert count(UNet2DConditionModel.from_config(config("unet"))) == unet_params
         assert count(AutoencoderKL.from_config(config("vae"))) == 83_653_863
-        assert count(CLIPTextModel(CLIPTextConfig(**config("text_encoder")))) == 123_060_480
+        text_params = 340_387_840 if variant.startswith("sd2") else 123_060_480
+        assert count(CLIPTextModel(CLIPTextConfig(**config("text_encoder")))) == text_params
         if variant.startswith("sdxl"):
             te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("text_encoder_2")))
             assert count(te2) == 694_659_840

@@ -22,16 +22,18 @@ TINY_LATENT_RGB = {
 }
 
 
-def _clip_tokenizer():
+def _clip_tokenizer(**kwargs):
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    return CLIPTokenizer.from_pretrained(TOKENIZER_DIR, **kwargs)
 
 
-def _clip_text_config(tokenizer, projection_dim: int = 32, hidden_size: int = 32):
+def _clip_text_config(tokenizer, projection_dim: int = 32, hidden_size: int = 32,
+                      hidden_act: str = "quick_gelu"):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
+        hidden_act=hidden_act,
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=37,
@@ -60,7 +62,7 @@ def _vae():
     )
 
 
-def _sd_unet(in_channels: int, cross_attention_dim: int = 32):
+def _sd_unet(in_channels: int, cross_attention_dim: int = 32, **extra):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
@@ -75,6 +77,7 @@ def _sd_unet(in_channels: int, cross_attention_dim: int = 32):
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=32,
+        **extra,
     )
 
 
@@ -114,6 +117,23 @@ def build_tiny_sd_inpaint(out: Path) -> Path:
 
     StableDiffusionInpaintPipeline(**_sd_components(9)).save_pretrained(
         out, safe_serialization=True)
+    return out
+
+
+def build_tiny_sd2(out: Path) -> Path:
+    """An SD 2.x-style folder: linear projections into the UNet's transformers, an OpenCLIP-style
+    text encoder (GELU) and a tokenizer that pads with "!"."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    tokenizer = _clip_tokenizer(pad_token="!")
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_clip_text_config(tokenizer, hidden_act="gelu"))
+    StableDiffusionPipeline(
+        unet=_sd_unet(4, use_linear_projection=True), vae=_vae(), text_encoder=text_encoder,
+        tokenizer=tokenizer, scheduler=_scheduler(), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(out, safe_serialization=True)
     return out
 
 
@@ -249,13 +269,14 @@ def _vae_key_to_ldm(key: str, num_up: int) -> str:
 
 
 def _open_clip_state(text_model) -> dict:
-    """A CLIPTextModelWithProjection's weights in OpenCLIP's names (SDXL's second encoder)."""
+    """A CLIP text model's weights in OpenCLIP's names (SD 2.x's encoder, SDXL's second)."""
     import torch
 
     state = {k.removeprefix("text_model."): v for k, v in text_model.state_dict().items()}
     out = {"positional_embedding": state.pop("embeddings.position_embedding.weight"),
-           "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
-           "text_projection": state.pop("text_projection.weight").T}
+           "token_embedding.weight": state.pop("embeddings.token_embedding.weight")}
+    if "text_projection.weight" in state:
+        out["text_projection"] = state.pop("text_projection.weight").T
     state.pop("embeddings.position_ids", None)
     for k, v in state.items():
         if k.startswith("final_layer_norm."):
@@ -275,7 +296,7 @@ def _open_clip_state(text_model) -> dict:
 
 
 def save_ldm_single_file(folder: Path, out: Path) -> Path:
-    """Write an SD 1.x or SDXL diffusers folder as one .safetensors in the original LDM/SGM
+    """Write an SD 1.x, 2.x or SDXL diffusers folder as one .safetensors in the original LDM/SGM
     layout (the inverse of diffusers' single-file conversion), to test single-file loading."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
@@ -296,9 +317,13 @@ def save_ldm_single_file(folder: Path, out: Path) -> Path:
     sdxl = (folder / "text_encoder_2").is_dir()
     prefix = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
     text = CLIPTextModel.from_pretrained(folder / "text_encoder")
-    for k, v in text.state_dict().items():
-        # Original checkpoints name the CLIP weights with a "text_model." level.
-        state[prefix + "text_model." + k.removeprefix("text_model.")] = v
+    if text.config.hidden_act == "gelu":  # SD 2.x: OpenCLIP, in its own names
+        for k, v in _open_clip_state(text).items():
+            state["cond_stage_model.model." + k] = v
+    else:
+        for k, v in text.state_dict().items():
+            # Original checkpoints name the CLIP weights with a "text_model." level.
+            state[prefix + "text_model." + k.removeprefix("text_model.")] = v
     if sdxl:
         text_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")
         for k, v in _open_clip_state(text_2).items():

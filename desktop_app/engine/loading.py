@@ -1,5 +1,5 @@
 """Finding, checking and loading a model: a diffusers folder (SD 1.x/2.x, SD inpaint, SDXL, the
-built-in model) or one .safetensors file (SD 1.x / SDXL), always offline.
+built-in model) or one .safetensors file (SD 1.x / 2.x / SDXL), always offline.
 
 Every failure becomes an EngineError naming the file and what is wrong with it, before diffusers
 gets a chance to fail with a stack trace or reach for the hub.

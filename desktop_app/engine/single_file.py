@@ -2,8 +2,8 @@
 loaded offline.
 
 diffusers' from_single_file normally downloads the matching diffusers configs and tokenizers
-from the hub. We give it a local config folder instead: the architecture configs for SD 1.x and
-SDXL ship in engine/configs/, and the CLIP tokenizer (vocab.json + merges.txt) is rebuilt from the
+from the hub. We give it a local config folder instead: the architecture configs for SD 1.x, 2.x
+and SDXL ship in engine/configs/, and the CLIP tokenizer (vocab.json + merges.txt) is rebuilt from the
 CLIP BPE merge list shipped beside them (from the open_clip package, MIT licence).
 """
 
@@ -22,11 +22,18 @@ BPE_FILE = CONFIGS / "clip_bpe_simple_vocab_16e6.txt.gz"
 CLIP_MERGES = 49152 - 256 - 2  # CLIP's vocabulary: 256 bytes x2, merges, 2 special tokens
 UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 PIPELINES = {"sd15": "StableDiffusionPipeline", "sd15_inpaint": "StableDiffusionInpaintPipeline",
+             "sd2": "StableDiffusionPipeline", "sd2_inpaint": "StableDiffusionInpaintPipeline",
              "sdxl": "StableDiffusionXLPipeline", "sdxl_inpaint": "StableDiffusionXLInpaintPipeline"}
+# SD 2.x has a 512 px epsilon model and a 768 px v-prediction one, with the same tensors. A norm
+# bias of the last up-block's transformer tells them apart (the test ComfyUI uses): its spread is
+# above 0.09 in v-prediction checkpoints.
+SD2_V_PROBE = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+SD2_V_STD = 0.09
 
 
 def detect_variant(path: Path) -> str:
-    """sd15 / sd15_inpaint / sdxl / sdxl_inpaint from the tensor names (header only)."""
+    """sd15 / sd2 / sdxl, with _inpaint for 9-channel UNets, from the tensor names (header
+    only)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -34,9 +41,9 @@ def detect_variant(path: Path) -> str:
         if UNET_IN not in keys:
             if what := _what_else(keys):
                 raise EngineError(f"{path}: {what}, not a whole Stable Diffusion model; choose "
-                                  "an SD 1.x or SDXL checkpoint or a diffusers folder")
+                                  "an SD 1.x, 2.x or SDXL checkpoint or a diffusers folder")
             raise EngineError(f"{path}: no Stable Diffusion UNet inside (no {UNET_IN}); "
-                              "only SD 1.x and SDXL single files are supported")
+                              "only SD 1.x, 2.x and SDXL single files are supported")
         shape = f.get_slice(UNET_IN).get_shape()
         if len(shape) != 4:
             raise EngineError(f"{path}: {UNET_IN} has shape {shape}, not a UNet's first "
@@ -51,10 +58,8 @@ def detect_variant(path: Path) -> str:
         base = "sdxl"
     elif has("cond_stage_model.transformer."):
         base = "sd15"
-    elif has("cond_stage_model.model."):
-        raise EngineError(f"{path}: an SD 2.x single file; convert it to a diffusers folder "
-                          "(diffusers' convert_original_stable_diffusion_to_diffusers.py) and "
-                          "load the folder")
+    elif has("cond_stage_model.model."):  # OpenCLIP ViT-H
+        base = "sd2"
     elif sdxl_unet and has("conditioner.embedders.0.model."):
         raise EngineError(f"{path}: an SDXL refiner checkpoint (one OpenCLIP text encoder); it "
                           "only refines SDXL images and is not supported")
@@ -66,8 +71,8 @@ def detect_variant(path: Path) -> str:
                           f"encoder{'' if has('first_stage_model.') else ' or VAE'}; load a full "
                           "checkpoint or a diffusers folder")
     else:
-        raise EngineError(f"{path}: unrecognised checkpoint layout (no SD 1.x or SDXL text "
-                          "encoder inside)")
+        raise EngineError(f"{path}: unrecognised checkpoint layout (no SD 1.x, 2.x or SDXL "
+                          "text encoder inside)")
     if not has("first_stage_model."):
         raise EngineError(f"{path}: no VAE inside (no first_stage_model.* tensors); load a "
                           "checkpoint with its VAE included, or a diffusers folder")
@@ -101,20 +106,39 @@ def _what_else(keys: set[str]) -> str | None:
     return None
 
 
-def sampling_overrides(path: Path) -> dict:
+def sampling_overrides(path: Path, variant: str | None = None) -> dict:
     """Scheduler settings a checkpoint announces with marker tensors, as ComfyUI reads them:
     "v_pred" (v-prediction) and "ztsnr" (zero terminal SNR). Without them a v-prediction model
-    would silently draw noise-like images."""
+    would silently draw noise-like images. An SD 2.x text-to-image file without a marker is
+    v-prediction when A1111's side file (the same name with .yaml) says
+    ``parameterization: "v"``, or else when its probe tensor says so (SD2_V_PROBE)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
+        probe = f.get_tensor(SD2_V_PROBE) if variant == "sd2" and SD2_V_PROBE in keys else None
     out: dict = {}
     if "v_pred" in keys:
+        out["prediction_type"] = "v_prediction"
+    elif variant == "sd2" and _sd2_is_v(path, probe):
         out["prediction_type"] = "v_prediction"
     if "ztsnr" in keys:
         out.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
     return out
+
+
+def _sd2_is_v(path: Path, probe) -> bool:
+    import re
+
+    side = path.with_suffix(".yaml")
+    if side.is_file():
+        try:
+            text = side.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        if m := re.search(r"^\s*parameterization:\s*[\"']?(\w+)", text, re.MULTILINE):
+            return m.group(1) == "v"
+    return probe is not None and float(probe.float().std(unbiased=False)) > SD2_V_STD
 
 
 def _byte_alphabet() -> list[str]:
@@ -147,7 +171,9 @@ def write_clip_tokenizer(out: Path, pad_token: str = "<|endoftext|>") -> None:
 def config_folder(variant: str, out: Path) -> Path:
     """A diffusers-layout folder of configs and tokenizers (no weights) for one variant."""
     shutil.copytree(CONFIGS / variant, out)
-    write_clip_tokenizer(out / "tokenizer")
+    # SD 2.x pads prompts with "!" (id 0), as its OpenCLIP tokenizer did in training
+    write_clip_tokenizer(out / "tokenizer", pad_token="!" if variant.startswith("sd2") else
+                         "<|endoftext|>")
     if variant.startswith("sdxl"):
         write_clip_tokenizer(out / "tokenizer_2", pad_token="!")  # as the SDXL release has it
     return out
@@ -159,9 +185,12 @@ def load_single_file(path: Path, dtype, config: Path | None = None):
     import diffusers
 
     variant = detect_variant(path)
+    overrides = sampling_overrides(path, variant)
     cls = getattr(diffusers, PIPELINES[variant])
     with tempfile.TemporaryDirectory(prefix="dc-config-") as tmp:
         folder = config if config is not None else config_folder(variant, Path(tmp) / variant)
+        if config is None and variant == "sd2" and "prediction_type" not in overrides:
+            _set_native_size(folder, 64)  # SD 2.x's 512 px base model, not the 768 px v model
         extra = {} if variant.startswith("sdxl") else dict(safety_checker=None,
                                                            requires_safety_checker=False)
         source = path
@@ -177,6 +206,15 @@ def load_single_file(path: Path, dtype, config: Path | None = None):
         except Exception as e:  # diffusers raises many types; report the file
             raise EngineError(f"{path}: could not load the {variant} checkpoint "
                               f"({type(e).__name__}: {e})") from e
-    if overrides := sampling_overrides(path):
+    if overrides:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)
     return pipe
+
+
+def _set_native_size(folder: Path, latent: int) -> None:
+    """The UNet's and VAE's sample sizes: the size a new canvas for this model starts at."""
+    for name, size in (("unet", latent), ("vae", latent * 8)):
+        path = folder / name / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg["sample_size"] = size
+        path.write_text(json.dumps(cfg, indent=1))
