@@ -749,3 +749,30 @@ def test_a_last_used_model_that_no_longer_loads_starts_the_built_in_one(qtbot, m
         window.models.open(str(tmp_path / "gone"))
     assert window.engine.loads[-1] == str(tmp_path / "gone")
     assert "still using built-in" in window.last_error
+
+
+def test_a_huge_paste_into_the_prompt_is_cut_and_said(qtbot, make_window):
+    # A 10 MB paste froze the window for 8 s and every key stroke after it for seconds, for text
+    # the model never reads (it takes the first 75 tokens).
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    from desktop_app.ui.gen_panel import MAX_PROMPT_CHARS
+
+    window = make_window()
+    box = window.panel.prompt
+    box.setPlainText("a red cat, ")
+    box.moveCursor(box.textCursor().MoveOperation.End)
+    box.setFocus()
+    QGuiApplication.clipboard().setText("blue " * 200_000)
+    with qtbot.waitSignal(window.panel.notice, timeout=1000) as notice:
+        qtbot.keyClick(box, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    text = box.toPlainText()
+    assert len(text) == MAX_PROMPT_CHARS and text.startswith("a red cat, blue blue")
+    assert f"{1_000_000 - (MAX_PROMPT_CHARS - 11):,} left out" in notice.args[0]
+    assert window.statusBar().currentMessage() == notice.args[0]
+    # a paste over a selection has the selection's room; an ordinary paste is untouched
+    box.selectAll()
+    QGuiApplication.clipboard().setText("a small green square")
+    qtbot.keyClick(box, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert box.toPlainText() == "a small green square"

@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
         p.prompt_changed.connect(self.regions_panel.check_words)
         p.prompt_changed.connect(self._update_placement_hint)
         p.place_requested.connect(self._on_regions_from_prompt)
+        p.notice.connect(self._on_status)
         self.doc.add_listener(self._on_doc_for_hint)
         self.doc.add_listener(self._on_doc_for_attention)
         self.client.progress.connect(self._on_progress)

@@ -30,8 +30,30 @@ from desktop_app.document.vocabulary import SHOW_AT_MOST, unknown_words
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+# The text encoders read the first 75 tokens (about 300 characters) of a prompt; the engine warns
+# about the rest. Past this, a paste is cut: Qt lays out a 10 MB paste for 8 s and then takes
+# seconds per key stroke, while the text could never reach the model.
+MAX_PROMPT_CHARS = 20_000
+
+
+class _TextBox(QPlainTextEdit):
+    """A prompt box that cuts pasted and dropped text at MAX_PROMPT_CHARS in all."""
+
+    clipped = Signal(int)  # how many characters a paste or drop left out
+
+    def insertFromMimeData(self, source) -> None:  # noqa: N802 (Qt's name)
+        if source is not None and source.hasText():
+            kept = len(self.toPlainText()) - len(self.textCursor().selectedText())
+            room, text = max(0, MAX_PROMPT_CHARS - kept), source.text()
+            if len(text) > room:
+                self.insertPlainText(text[:room])
+                emit(self.clipped, len(text) - room)
+                return
+        super().insertFromMimeData(source)
+
+
 def _text_box(placeholder: str, lines: int) -> QPlainTextEdit:
-    box = QPlainTextEdit()
+    box = _TextBox()
     box.setPlaceholderText(placeholder)
     box.setTabChangesFocus(True)
     box.setFixedHeight(box.fontMetrics().lineSpacing() * lines + 14)
@@ -46,6 +68,7 @@ class GenerationPanel(QWidget):
     device_changed = Signal(str)
     prompt_changed = Signal(str)
     place_requested = Signal()  # the placement hint's link: regions from the prompt
+    notice = Signal(str)  # a one-line message for the status bar
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +78,8 @@ class GenerationPanel(QWidget):
         self.prompt = _text_box("Describe the picture… (Ctrl+Enter generates)", 4)
         self.negative = _text_box("Negative prompt: what to avoid", 1)
         self.prompt.textChanged.connect(self._on_prompt_changed)
+        for box in (self.prompt, self.negative):
+            box.clipped.connect(self._on_clipped)
         self._prompt_box = QVBoxLayout()
         self._prompt_box.addWidget(QLabel("Prompt"))
         self._prompt_box.addWidget(self.prompt)
@@ -308,6 +333,10 @@ class GenerationPanel(QWidget):
 
     def _on_size_edited(self) -> None:
         emit(self.size_edited, self.width_box.value(), self.height_box.value())
+
+    def _on_clipped(self, lost: int) -> None:
+        emit(self.notice, f"Pasted text cut at {MAX_PROMPT_CHARS:,} characters ({lost:,} left "
+                          "out); the model reads only the first 75 tokens of a prompt")
 
     def _on_prompt_changed(self) -> None:
         self._show_unknown_words()
