@@ -295,3 +295,25 @@ def test_a_mask_key_in_mid_stroke_keeps_the_stroke_undoable(qtbot, make_window):
     assert not window.doc.mask.any() and region.mask.any()
     window.undo.undo()  # the stroke
     assert not region.mask.any()
+
+
+def test_removing_a_region_in_mid_stroke_leaves_no_half_stroke_for_undo(qtbot, make_window):
+    """Delete the region being painted with the button down, then Undo the removal: the region
+    comes back as it was before the stroke (the half stroke was never an undo step of its own)."""
+    window = make_window(load=False)
+    region = window.regions.add("ball")
+    window.tool.set_shape("rect")
+    window.tool.press(2, 2)
+    window.tool.release(12, 12)  # one finished stroke: an undo step
+    before = region.mask.copy()
+    window.tool.set_shape("brush")
+    window.tool.press(30, 30)
+    window.tool.move(50, 50)
+    assert region.mask[40, 40] > 0  # the half stroke is on the region
+    window.regions.remove(region)
+    window.tool.move(60, 60)
+    window.tool.release(60, 60)
+    window.undo.undo()  # the removal
+    assert region in window.doc.regions and np.array_equal(region.mask, before)
+    window.undo.undo()  # the finished stroke
+    assert not region.mask.any()

@@ -42,11 +42,15 @@ class StrokeRecorder:
     def _on_doc(self, event: str, _payload: object) -> None:
         """A change that replaced the array being painted (Ctrl+Z in mid-stroke back past a new
         canvas, a removed region) ends the stroke: its pixels went to an array the canvas no longer
-        holds, and a command for it would put them into another one, of another size."""
+        holds, and a command for it would put them into another one, of another size. The stroke
+        so far is taken back out of that array, which an undo step may bring back (Undo of the
+        region's removal): it never became a step of its own, so it must not come back half."""
         target = self._target
         if target is None or event not in ("reset", "regions"):
             return
         if target is not self._doc.mask and all(r.mask is not target for r in self._doc.regions):
+            for (ty, tx), old in self._tiles.items():
+                target[ty * TILE:ty * TILE + old.shape[0], tx * TILE:tx * TILE + old.shape[1]] = old
             self._target, self._brush, self._tiles, self._rect = None, None, {}, None
 
     def _save_tiles(self, rect: Rect) -> None:
