@@ -24,6 +24,13 @@ def _tiny(tmp_path_factory, name: str, builder_name: str):
     return getattr(tiny_models, builder_name)(tmp_path_factory.mktemp(name) / name)
 
 
+def _single_file(tmp_path_factory, folder, name: str):
+    import tiny_models
+
+    return tiny_models.save_ldm_single_file(folder, tmp_path_factory.mktemp(name)
+                                            / f"{folder.name}.safetensors")
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     """A 4-channel SD 1.x-style diffusers folder (64 px)."""
@@ -51,10 +58,7 @@ def tiny_builtin(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sd_single_file(tmp_path_factory, tiny_sd):
     """The tiny SD saved as one .safetensors file in the original (LDM) key layout."""
-    import tiny_models
-
-    out = tmp_path_factory.mktemp("tiny_single") / "tiny_sd.safetensors"
-    return tiny_models.save_ldm_single_file(tiny_sd, out)
+    return _single_file(tmp_path_factory, tiny_sd, "tiny_single")
 
 
 @pytest.fixture(scope="session")
@@ -66,19 +70,13 @@ def tiny_sd2(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sd2_single_file(tmp_path_factory, tiny_sd2):
     """The tiny SD 2.x as one .safetensors file in the original (LDM, OpenCLIP) key layout."""
-    import tiny_models
-
-    out = tmp_path_factory.mktemp("tiny_single_2") / "tiny_sd2.safetensors"
-    return tiny_models.save_ldm_single_file(tiny_sd2, out)
+    return _single_file(tmp_path_factory, tiny_sd2, "tiny_single_2")
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl_single_file(tmp_path_factory, tiny_sdxl):
     """The tiny SDXL as one .safetensors file in the original (SGM) key layout."""
-    import tiny_models
-
-    out = tmp_path_factory.mktemp("tiny_single_xl") / "tiny_sdxl.safetensors"
-    return tiny_models.save_ldm_single_file(tiny_sdxl, out)
+    return _single_file(tmp_path_factory, tiny_sdxl, "tiny_single_xl")
 
 
 _ENGINES: dict[str, object] = {}

@@ -252,26 +252,33 @@ def test_lcm_runs_on_a_model_that_supports_it(tmp_path):
     assert image.shape == (SIZE, SIZE, 3) and [p.step for p in previews] == [1, 2, 3]
 
 
-def test_ddim_with_regions_on_a_zero_terminal_snr_model(tiny_sd, tmp_path):
-    # A "ztsnr" v-prediction model: DDIM's schedule has alpha_bar = 0 at its first timestep, and
-    # reading the noise level there for paint-with-words divided by zero.
+_LEFT_HALF = np.zeros((SIZE, SIZE), np.float32)
+_LEFT_HALF[:, :SIZE // 2] = 1.0
+_RED_CAT_LEFT = (Region(words="red cat", mask=_LEFT_HALF, strength=4.0),)
+
+
+def _engine_with_scheduler(tiny_sd, tmp_path, **changes):
+    """An engine on a copy of the tiny SD whose scheduler config has these changes."""
     import json
     import shutil
 
     from desktop_app.engine import Engine
 
-    model = shutil.copytree(tiny_sd, tmp_path / "ztsnr")
+    model = shutil.copytree(tiny_sd, tmp_path / "model")
     path = model / "scheduler" / "scheduler_config.json"
-    config = json.loads(path.read_text())
-    config.update(prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                  timestep_spacing="trailing")
+    config = dict(json.loads(path.read_text()), **changes)
     path.write_text(json.dumps(config))
     engine = Engine(device="cpu")
     engine.load(model)
-    region = np.zeros((SIZE, SIZE), np.float32)
-    region[:, :32] = 1.0
-    req = _request(JobKind.TEXT_TO_IMAGE, sampler="ddim",
-                   regions=(Region(words="red cat", mask=region, strength=4.0),))
+    return engine, config
+
+
+def test_ddim_with_regions_on_a_zero_terminal_snr_model(tiny_sd, tmp_path):
+    # A "ztsnr" v-prediction model: DDIM's schedule has alpha_bar = 0 at its first timestep, and
+    # reading the noise level there for paint-with-words divided by zero.
+    engine, _ = _engine_with_scheduler(tiny_sd, tmp_path, prediction_type="v_prediction",
+                                       rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    req = _request(JobKind.TEXT_TO_IMAGE, sampler="ddim", regions=_RED_CAT_LEFT)
     result = engine.run(req, attention_maps=True)
     assert result.image.std() > 0 and np.isfinite(result.region_adherence).all()
 
@@ -285,29 +292,16 @@ def test_ddim_with_regions_on_a_zero_terminal_snr_model(tiny_sd, tmp_path):
 ], ids=["discrete", "continuous", "karras"])
 def test_regions_see_the_noise_level_the_sampler_uses(tiny_sd, tmp_path, monkeypatch,
                                                       scheduler_extra):
-    import json
-    import shutil
-
     import diffusers
 
-    from desktop_app.engine import Engine
     from desktop_app.engine.pww import PaintWithWords
 
-    model = shutil.copytree(tiny_sd, tmp_path / "model")
-    path = model / "scheduler" / "scheduler_config.json"
-    config = json.loads(path.read_text())
-    config.update(scheduler_extra)
-    path.write_text(json.dumps(config))
     seen = []
     original = PaintWithWords.set_sigma
     monkeypatch.setattr(PaintWithWords, "set_sigma",
                         lambda self, sigma: (seen.append(sigma), original(self, sigma)))
-    engine = Engine(device="cpu")
-    engine.load(model)
-    region = np.zeros((SIZE, SIZE), np.float32)
-    region[:, :32] = 1.0
-    req = _request(JobKind.TEXT_TO_IMAGE, sampler="euler",
-                   regions=(Region(words="red cat", mask=region, strength=4.0),))
+    engine, config = _engine_with_scheduler(tiny_sd, tmp_path, **scheduler_extra)
+    req = _request(JobKind.TEXT_TO_IMAGE, sampler="euler", regions=_RED_CAT_LEFT)
     engine.run(req)
     reference = diffusers.EulerDiscreteScheduler.from_config(config)
     reference.set_timesteps(req.steps)
