@@ -157,6 +157,9 @@ def test_sd2_v_prediction_is_told_from_the_weights_or_the_side_file(tmp_path):
     assert prediction(tmp_path / "eps.safetensors") == "v_prediction"
     (tmp_path / "v.yaml").write_text("model:\n  params:\n    parameterization: eps\n")
     assert prediction(tmp_path / "v.safetensors") == "epsilon"
+    # SD 2's own 512 px config (v2-inference.yaml) leaves the key out: LDM's default, eps
+    (tmp_path / "v.yaml").write_text("model:\n  params:\n    unet_config:\n      params: {}\n")
+    assert prediction(tmp_path / "v.safetensors") == "epsilon"
     # the inpainting model is epsilon whatever the probe says; SD 1.x files are not probed
     inpaint = _sd2_header(tmp_path / "inpaint.safetensors", 0.2)
     assert single_file.sampling_overrides(inpaint, "sd2_inpaint") == {}

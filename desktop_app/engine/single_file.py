@@ -111,7 +111,8 @@ def sampling_overrides(path: Path, variant: str | None = None) -> dict:
     "v_pred" (v-prediction) and "ztsnr" (zero terminal SNR). Without them a v-prediction model
     would silently draw noise-like images. An SD 2.x text-to-image file without a marker is
     v-prediction when A1111's side file (the same name with .yaml) says
-    ``parameterization: "v"``, or else when its probe tensor says so (SD2_V_PROBE)."""
+    ``parameterization: "v"`` (a side file without the key means eps, as in LDM), or, with no
+    side file, when its probe tensor says so (SD2_V_PROBE)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -138,6 +139,8 @@ def _sd2_is_v(path: Path, probe) -> bool:
             text = ""
         if m := re.search(r"^\s*parameterization:\s*[\"']?(\w+)", text, re.MULTILINE):
             return m.group(1) == "v"
+        if "unet_config" in text:  # a model config that leaves it out means LDM's default, eps
+            return False
     return probe is not None and float(probe.float().std(unbiased=False)) > SD2_V_STD
 
 
