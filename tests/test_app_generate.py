@@ -757,7 +757,7 @@ def test_a_huge_paste_into_the_prompt_is_cut_and_said(qtbot, make_window):
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
 
-    from desktop_app.ui.gen_panel import MAX_PROMPT_CHARS
+    from desktop_app.document.settings import MAX_PROMPT_CHARS
 
     window = make_window()
     box = window.panel.prompt
@@ -776,3 +776,21 @@ def test_a_huge_paste_into_the_prompt_is_cut_and_said(qtbot, make_window):
     QGuiApplication.clipboard().setText("a small green square")
     qtbot.keyClick(box, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
     assert box.toPlainText() == "a small green square"
+
+
+def test_restoring_a_huge_prompt_fills_the_box_up_to_its_limit_and_says_so(qtbot, make_window,
+                                                                        tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    from desktop_app.document.settings import MAX_PROMPT_CHARS
+
+    window = make_window()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat " * 5000 + "\nSteps: 20, Sampler: Euler, Size: 64x64, Seed: 3")
+    path = tmp_path / "long.png"
+    Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+    with qtbot.waitSignal(window.generation.status, timeout=1000) as status:
+        assert window.generation.restore_file(str(path))
+    assert len(window.panel.prompt.toPlainText()) == MAX_PROMPT_CHARS
+    assert f"its prompt of 30,000 characters is cut to the box's {MAX_PROMPT_CHARS:,}" \
+        in status.args[0]

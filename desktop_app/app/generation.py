@@ -23,7 +23,7 @@ from desktop_app.document.canvas_doc import CanvasDocument
 from desktop_app.document.history import History, HistoryItem
 from desktop_app.document.job import JobRequest, JobResult, Preview, RequestError
 from desktop_app.document.regions import RegionLayer
-from desktop_app.document.settings import MAX_SEED, GenerationSettings
+from desktop_app.document.settings import MAX_PROMPT_CHARS, MAX_SEED, GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,10 @@ class GenerationController(QObject):
             notes.append("the app has no 'only masked' inpainting: generating again differs")
         if req.pww_mode != "max":
             notes.append(f"paint-with-words mode {req.pww_mode!r} is command-line only")
+        for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
+            if len(text) > MAX_PROMPT_CHARS:
+                notes.append(f"its {what} of {len(text):,} characters is cut to the box's "
+                             f"{MAX_PROMPT_CHARS:,}")
         if not 0 <= req.seed <= MAX_SEED:
             notes.append(f"its seed {req.seed} is outside the app's 0 to {MAX_SEED}: the seed "
                          "is random")

@@ -14,6 +14,10 @@ from desktop_app.document.model_info import GENERIC_CFG
 SEED_MODES = ("random", "fixed")
 # Every seed A1111 and our command line pick at random: a result of either restores exactly.
 MAX_SEED = 2**32 - 1
+# The prompt boxes hold at most this much. The text encoders read the first 75 tokens (about 300
+# characters) and the engine warns about the rest; Qt lays out a 10 MB text for 8 s and then takes
+# seconds per key stroke, for text that could never reach the model.
+MAX_PROMPT_CHARS = 20_000
 
 
 @dataclass(frozen=True)

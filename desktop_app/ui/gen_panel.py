@@ -24,16 +24,10 @@ from PySide6.QtWidgets import (
 
 from desktop_app.app.qt_compat import emit
 from desktop_app.document.job import MAX_SIDE, SAMPLER_LABELS
-from desktop_app.document.settings import MAX_SEED, GenerationSettings
+from desktop_app.document.settings import MAX_PROMPT_CHARS, MAX_SEED, GenerationSettings
 from desktop_app.document.vocabulary import SHOW_AT_MOST, unknown_words
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-# The text encoders read the first 75 tokens (about 300 characters) of a prompt; the engine warns
-# about the rest. Past this, a paste is cut: Qt lays out a 10 MB paste for 8 s and then takes
-# seconds per key stroke, while the text could never reach the model.
-MAX_PROMPT_CHARS = 20_000
 
 
 class _TextBox(QPlainTextEdit):
@@ -243,8 +237,8 @@ class GenerationPanel(QWidget):
 
     def set_settings(self, s: GenerationSettings) -> None:
         self._base = s
-        self.prompt.setPlainText(s.prompt)
-        self.negative.setPlainText(s.negative_prompt)
+        self.prompt.setPlainText(s.prompt[:MAX_PROMPT_CHARS])  # Restore says when it cuts
+        self.negative.setPlainText(s.negative_prompt[:MAX_PROMPT_CHARS])
         i = self.sampler.findData(s.sampler)
         self.sampler.setCurrentIndex(max(0, i))
         self.seed_mode.setCurrentIndex(max(0, self.seed_mode.findData(s.seed_mode)))
