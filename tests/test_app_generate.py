@@ -272,6 +272,8 @@ def test_restoring_a_job_from_its_png_brings_back_canvas_and_parameters(qtbot, m
     paint_inpaint_job(window, 80, (4, 4, 30, 50), (30, 10, 60, 40))
     window.panel.negative.setPlainText("blurry")
     window.panel.steps.setValue(13)
+    window.panel.only_masked.setChecked(True)
+    window.panel.inpaint_padding.setValue(20)
     saves = SaveLog(window)
     with qtbot.waitSignal(window.generation.history_added, timeout=5000) as added:
         window.generation.generate()
@@ -282,10 +284,13 @@ def test_restoring_a_job_from_its_png_brings_back_canvas_and_parameters(qtbot, m
     window.panel.prompt.setPlainText("something else")
     window.panel.negative.setPlainText("")
     window.panel.steps.setValue(30)
+    window.panel.only_masked.setChecked(False)
+    window.panel.inpaint_padding.setValue(32)
     window.panel.seed_mode.setCurrentIndex(window.panel.seed_mode.findData("random"))
     assert window.generation.restore_file(item.saved_path)
     s = window.panel.settings()
     assert (s.prompt, s.negative_prompt, s.steps) == ("a red ball on grass", "blurry", 13)
+    assert (s.inpaint_only_masked, s.inpaint_padding) == (True, 20)
     assert_job_restored(qtbot, window, item)
     qtbot.waitUntil(lambda: len(saves.seen) == 2, timeout=5000)  # its output written too
     # One undo step back to the canvas the user had before restoring.
@@ -468,6 +473,9 @@ def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
     p.mask_feather.setValue(2.5)
     p.pww_outside.setValue(0.5)
     p.pww_local.setValue(1.5)
+    assert not p.inpaint_padding.isEnabled()  # only with "Only masked"
+    p.only_masked.setChecked(True)
+    p.inpaint_padding.setValue(12)
     with qtbot.waitSignal(window.client.finished, timeout=5000):
         window.generation.generate()
     r = window.engine.requests[-1]
@@ -475,6 +483,7 @@ def test_every_panel_value_reaches_the_frozen_request(qtbot, make_window):
         JobKind.INPAINT, "a boat", "blurry", 3, 5.5, "ddim", 1234)
     assert (r.strength, r.mask_grow, r.mask_feather, r.pww_outside, r.pww_local_sigma) == (
         0.6, 4, 2.5, 0.5, 1.5)
+    assert (r.inpaint_only_masked, r.inpaint_padding) == (True, 12)
     assert p.reuse_seed.isEnabled()
     p.seed_mode.setCurrentIndex(p.seed_mode.findData("random"))
     with qtbot.waitSignal(window.client.finished, timeout=5000):

@@ -232,8 +232,6 @@ class GenerationController(QObject):
         self._undo.push(StateCommand(self._doc, state, f"Restore {name}"))
         emit(self.settings_restored, request_settings(req, self._current_settings()))
         # What the panel cannot hold, so Generate will not reproduce the file exactly.
-        if req.inpaint_only_masked:
-            notes.append("the app has no 'only masked' inpainting: generating again differs")
         if req.pww_mode != "max":
             notes.append(f"paint-with-words mode {req.pww_mode!r} is command-line only")
         for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):

@@ -170,6 +170,8 @@ class CanvasDocument:
             mask=self.mask if kind is JobKind.INPAINT else None,
             mask_grow=settings.mask_grow,
             mask_feather=settings.mask_feather,
+            inpaint_only_masked=settings.inpaint_only_masked,
+            inpaint_padding=settings.inpaint_padding,
             regions=tuple(r.to_region() for r in self.painted_regions()),
             pww_scale=settings.pww_scale,
             pww_outside=settings.pww_outside,

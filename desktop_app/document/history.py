@@ -83,7 +83,9 @@ def request_settings(req: JobRequest, base: GenerationSettings) -> GenerationSet
                         seed_mode="fixed" if fixed else "random",
                         seed=int(req.seed) if fixed else base.seed, strength=req.strength,
                         mask_grow=req.mask_grow,
-                        mask_feather=req.mask_feather, pww_scale=req.pww_scale,
+                        mask_feather=req.mask_feather,
+                        inpaint_only_masked=req.inpaint_only_masked,
+                        inpaint_padding=req.inpaint_padding, pww_scale=req.pww_scale,
                         pww_outside=req.pww_outside, pww_local_sigma=req.pww_local_sigma)
 
 

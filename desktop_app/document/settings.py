@@ -32,6 +32,8 @@ class GenerationSettings:
     strength: float = 0.75
     mask_feather: float = 0.0
     mask_grow: int = 0
+    inpaint_only_masked: bool = False  # work on a crop around the mask at the model's size
+    inpaint_padding: int = 32
     pww_scale: float = 0.1
     pww_outside: float = 1.0
     pww_local_sigma: float = 6.0

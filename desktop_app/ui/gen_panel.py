@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -144,6 +145,19 @@ class GenerationPanel(QWidget):
         edge_row.addWidget(self.mask_grow, 1)
         edge_row.addWidget(QLabel("feather"))
         edge_row.addWidget(self.mask_feather, 1)
+        # A1111's "inpaint area: only masked": small edits get the model's full resolution.
+        self.only_masked = QCheckBox("Only masked")
+        self.only_masked.setToolTip(
+            "Inpaint a crop around the mask, scaled up to the model's size, and paste it back: "
+            "more detail for a small area, but the model sees only the crop, so the prompt "
+            "should describe what goes there")
+        self.inpaint_padding = QSpinBox(minimum=0, maximum=MAX_SIDE, suffix=" px", value=32)
+        self.inpaint_padding.setToolTip("Context kept around the mask in the crop")
+        self.only_masked.toggled.connect(self._sync_inpaint_area)
+        area_row = QHBoxLayout()
+        area_row.addWidget(self.only_masked)
+        area_row.addWidget(QLabel("padding"))
+        area_row.addWidget(self.inpaint_padding, 1)
         self.pww_outside = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.25, value=1.0)
         self.pww_outside.setToolTip(
             "Paint-with-words: how hard each region's words are pushed away from the rest of the "
@@ -165,6 +179,7 @@ class GenerationPanel(QWidget):
         form.addRow("Size", size_row)
         form.addRow("Strength", self.strength)
         form.addRow("Mask edge", edge_row)
+        form.addRow("Inpaint area", area_row)
         form.addRow("Keep words in regions", self.pww_outside)
         form.addRow("Region prompts", self.pww_local)
         form.addRow("Job", self.kind_label)
@@ -233,6 +248,8 @@ class GenerationPanel(QWidget):
             sampler=self.sampler.currentData(), seed_mode=self.seed_mode.currentData(),
             seed=int(self.seed.value()), strength=self.strength.value(),
             mask_grow=self.mask_grow.value(), mask_feather=self.mask_feather.value(),
+            inpaint_only_masked=self.only_masked.isChecked(),
+            inpaint_padding=self.inpaint_padding.value(),
             pww_outside=self.pww_outside.value(), pww_local_sigma=self.pww_local.value())
 
     def set_settings(self, s: GenerationSettings) -> None:
@@ -247,8 +264,10 @@ class GenerationPanel(QWidget):
         for box, value in ((self.steps, s.steps), (self.cfg, s.cfg_scale), (self.seed, s.seed),
                            (self.strength, s.strength), (self.mask_grow, s.mask_grow),
                            (self.mask_feather, s.mask_feather), (self.pww_outside, s.pww_outside),
-                           (self.pww_local, s.pww_local_sigma)):
+                           (self.pww_local, s.pww_local_sigma),
+                           (self.inpaint_padding, s.inpaint_padding)):
             box.setValue(min(box.maximum(), max(box.minimum(), value)))
+        self.only_masked.setChecked(s.inpaint_only_masked)
 
     def prompt_text(self) -> str:
         return self.prompt.toPlainText()
@@ -275,6 +294,12 @@ class GenerationPanel(QWidget):
         self.strength.setEnabled(not kind.startswith("Text"))
         self.mask_grow.setEnabled(kind.startswith("Inpaint"))
         self.mask_feather.setEnabled(kind.startswith("Inpaint"))
+        self.only_masked.setEnabled(kind.startswith("Inpaint"))
+        self._sync_inpaint_area()
+
+    def _sync_inpaint_area(self) -> None:
+        self.inpaint_padding.setEnabled(self.only_masked.isEnabled()
+                                        and self.only_masked.isChecked())
 
     def set_model_status(self, text: str) -> None:
         self.model_label.setText(text)
