@@ -68,3 +68,26 @@ def test_the_shipped_vocabulary_holds_every_caption_word_and_nothing_else():
             used |= set(prompt_words(text))
     assert used <= words
     assert {"cat", "dog", "house"}.isdisjoint(words)
+
+
+def _size_and_place_words(text: str) -> tuple[set[str], set[str]]:
+    words = set(text.replace(",", " ").replace(";", " ").replace(":", " ").split())
+    sizes = {w for ws in scenes._SIZE_WORDS.values() for w in ws}
+    places = {"left", "right", "top", "bottom", "center", "centre", "middle", "upper", "lower"}
+    return words & sizes, words & places
+
+
+def test_captions_leave_out_sizes_or_places_when_asked_and_keep_the_objects():
+    # The bare captions (data.prepare_bare) teach prompts that name only colour and shape.
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        scene = scenes.random_scene(rng, n_objects=int(rng.integers(1, 4)))
+        for with_size, with_pos in ((False, True), (True, False), (False, False)):
+            text = scenes.caption(scene, rng, with_size=with_size, with_pos=with_pos)
+            sizes, places = _size_and_place_words(text)
+            assert bool(sizes) == with_size and bool(places) == with_pos, text
+            for s in scene.shapes:
+                assert s.color in text and s.shape in text
+    bare = scenes.bare_caption(scene)
+    assert _size_and_place_words(bare) == (set(), set())
+    assert scene.background in bare

@@ -307,3 +307,27 @@ def test_localization_reads_a_model_folder_and_rises_when_attention_is_grounded(
     net.save_pretrained(model / "unet")
     after = grounding.localization(model, n=4, timesteps=(500,))[0]
     assert after > before + 0.15
+
+
+def test_bare_captions_take_the_asked_share_of_samples_and_are_required(tmp_path, monkeypatch):
+    # --bare-captions P: each chunk's bare caption (data.prepare_bare) replaces the scene's
+    # usual two for a share P of the samples; without the bare files the run stops and says how
+    # to make them.
+    import numpy as np
+
+    from desktop_app.training import data
+    from desktop_app.training.dataset import Dataset
+
+    _tiny_cache(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit, match="training.data bare"):
+        Dataset(bare_share=0.5)
+    bare = torch.full((4, 1, 64, 384), 7.0).half()  # unlike any of the random usual captions
+    torch.save({"emb": bare, "captions": [["a red circle"]] * 4}, data.DATA_DIR / "bare_000.pt")
+    for share in (0.0, 0.3):
+        ds = Dataset(bare_share=share)
+        emb = ds.batch(np.random.default_rng(0), 4000)[3]
+        is_bare = (emb == 7.0).flatten(1).all(1)
+        # Classifier-free guidance still drops 15% of all captions, bare ones included.
+        assert share * 0.85 - 0.03 < is_bare.float().mean() < share * 0.85 + 0.03
+    with pytest.raises(SystemExit, match="frozen text encoder"):
+        Dataset(tokenizer=object(), bare_share=0.3)

@@ -3,11 +3,12 @@ checkpoint ships: per case, what each model got right; per measure, both rates, 
 model gained and lost against the other, and a two-sided sign test on those.
 
     python -m desktop_app.training.compare run MODEL OUT.json [--sets single,two,inpaint,pww8]
-        [--place-from-prompt]
+        [--place-from-prompt] [--only-masked PADDING]
     python -m desktop_app.training.compare diff A.json B.json
     python -m desktop_app.training.compare breakdown A.json [B.json]
 
-Sets: single, two, inpaint (quality.py's cases, --n each) and pwwW (pww_quality.py's layouts at
+Sets: single, bare (one object by colour and shape alone), two, inpaint (quality.py's cases,
+--n each) and pwwW (pww_quality.py's layouts at
 strength W, --pww-n of them; pww0 is the same prompts without a layout). Each set runs on one
 model in about --n x 3 seconds on one core; give each its own process to use more.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from math import comb
 from pathlib import Path
 from types import SimpleNamespace
@@ -80,9 +82,12 @@ def with_prompt_regions(request, strength: float):
 
 
 def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
-            pww_seed: int = 4000, place_from_prompt: bool = False) -> list[list[dict]]:
+            pww_seed: int = 4000, place_from_prompt: bool = False,
+            only_masked: int | None = None) -> list[list[dict]]:
     """Per decoder, per case: what it got right. `place_from_prompt`: the single, two and
-    inpaint prompts get regions from their position words (with_prompt_regions)."""
+    inpaint prompts get regions from their position words (with_prompt_regions).
+    `only_masked`: inpaint jobs work on a crop around the mask with this padding, scaled to the
+    model's size ("inpaint only masked")."""
     from desktop_app.document.model_info import region_strength_for
 
     cfg = decoders.engine.model_info.cfg_scale()
@@ -91,12 +96,15 @@ def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
         items = [(c, pww_quality.request_for(c, strength, steps, cfg), pww_quality.score)
                  for c in pww_quality.cases(pww_n, pww_seed)]
     else:
-        makers = {"single": quality.single_cases, "two": quality.two_cases,
-                  "inpaint": quality.inpaint_cases}
+        makers = {"single": quality.single_cases, "bare": quality.bare_cases,
+                  "two": quality.two_cases, "inpaint": quality.inpaint_cases}
         if name not in makers:
-            raise SystemExit(f"unknown set {name!r}: choose single, two, inpaint or pwwW")
+            raise SystemExit(f"unknown set {name!r}: choose single, bare, two, inpaint or pwwW")
         items = [(c, quality.request_for(c, steps, cfg),
                   lambda case, img: quality.score(case, img, name)) for c in makers[name](n)]
+        if only_masked is not None and name == "inpaint":
+            items = [(c, replace(r, inpaint_only_masked=True, inpaint_padding=only_masked), f)
+                     for c, r, f in items]
         if place_from_prompt:
             strength = region_strength_for(decoders.engine.model_info)
             items = [(c, with_prompt_regions(r, strength), f) for c, r, f in items]
@@ -143,6 +151,9 @@ def diff(a: dict, b: dict) -> list[str]:
 # Per set: the measure the breakdown reports, and which objects of a case it groups the case by.
 BREAKDOWN = {
     "single": ("color_shape", quality.single_cases, lambda c: c.scene.shapes),
+    # The prompt names no size, so the size the scene happened to get means nothing here.
+    "bare": ("color_shape", quality.bare_cases,
+             lambda c: [replace(s, size="any size") for s in c.scene.shapes]),
     "two": ("color_shape_both", quality.two_cases, lambda c: c.scene.shapes),
     "inpaint": ("object_in_mask", quality.inpaint_cases, lambda c: (c.target,)),
 }
@@ -193,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--place-from-prompt", action="store_true",
                    help="give the single, two and inpaint prompts regions from their position "
                         "words, as Regions > From prompt does")
+    r.add_argument("--only-masked", type=int, default=None, metavar="PADDING",
+                   help="inpaint on a crop around the mask with this padding (px), scaled to "
+                        "the model's size, as 'inpaint only masked' does")
     r.add_argument("--also-vae", type=Path, default=None,
                    help="also decode every job's latents with this VAE folder ...")
     r.add_argument("--also-out", type=Path, default=None, help="... and write its results here")
@@ -218,9 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     engine.load(args.model)
     decoders = Decoders(engine, (args.also_vae,) if args.also_vae else ())
     per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps, args.pww_seed,
-                             args.place_from_prompt)
+                             args.place_from_prompt, args.only_masked)
                for name in args.sets.split(",")}
     label = args.model + (" with regions from the prompt" if args.place_from_prompt else "")
+    if args.only_masked is not None:
+        label += f", inpainting only masked (padding {args.only_masked})"
     outs = [(args.out, label)]
     if args.also_vae:
         outs.append((args.also_out, f"{args.model} with the VAE {args.also_vae}"))

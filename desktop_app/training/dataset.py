@@ -15,10 +15,16 @@ CFG_DROP = 0.15
 class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
-    def __init__(self, tokenizer=None, grounding_tokenizer=None) -> None:
+    def __init__(self, tokenizer=None, grounding_tokenizer=None, bare_share: float = 0.0) -> None:
         self.chunks = 0
         self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
         self.grounding_tokenizer = grounding_tokenizer  # set: and object tokens + masks
+        # This share of samples takes the scene's bare caption (data.prepare_bare) instead of
+        # one of its two captions.
+        self.bare_share = bare_share
+        if bare_share and (tokenizer is not None or grounding_tokenizer is not None):
+            raise SystemExit("bare captions work with the frozen text encoder only (not with "
+                             "--text-layers or --grounding)")
         self.reload()
         if not self.chunks:
             raise SystemExit("no training data: run `python -m desktop_app.training.data text` "
@@ -45,6 +51,12 @@ class Dataset:
                 data.DATA_DIR / f"text_{c:03d}.pt").exists():
             t = torch.load(data.DATA_DIR / f"text_{c:03d}.pt", weights_only=False)
             lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
+            if self.bare_share:
+                bare_path = data.DATA_DIR / f"bare_{c:03d}.pt"
+                if not bare_path.exists():
+                    raise SystemExit(f"no bare captions for chunk {c}: run `python -m "
+                                     "desktop_app.training.data bare --chunks N` first")
+                t["emb"] = torch.cat([t["emb"], torch.load(bare_path)["emb"]], dim=1)
             self.emb.append(t["emb"])
             captions += [text for scene in t.get("captions", ()) for text in scene]
             scene_list += t.get("scenes", [])
@@ -97,7 +109,11 @@ class Dataset:
         import torch.nn.functional as F
 
         idx = torch.from_numpy(rng.integers(0, self.n, size))
-        cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
+        if self.bare_share:  # slot 2 is the bare caption
+            cap = torch.from_numpy(np.where(rng.random(size) < self.bare_share, 2,
+                                            rng.integers(0, 2, size)))
+        else:
+            cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
         drop = torch.from_numpy(rng.random(size) < CFG_DROP)
         if self.tokenizer is None:  # the cached embeddings of the frozen encoder
             emb = self.emb[idx, cap].float()

@@ -47,6 +47,17 @@ def single_cases(n: int, seed: int = 1000) -> list[Case]:
     return _caption_cases(n, seed, 1)
 
 
+def bare_cases(n: int, seed: int = 1500) -> list[Case]:
+    """One object named by colour and shape alone ("a red square on a gray background"); size and
+    place are the model's to choose, so only colour, shape, background and count are scored."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        sc = scenes.random_scene(rng, held_out=None, n_objects=1)
+        out.append(Case(scenes.bare_caption(sc), seed + i, sc))
+    return out
+
+
 def two_cases(n: int, seed: int = 2000) -> list[Case]:
     return _caption_cases(n, seed, 2)
 
@@ -98,6 +109,9 @@ def score(case: Case, img: np.ndarray, kind: str) -> dict[str, bool]:
         # The per-attribute scores read the best-matching object; this one also fails an
         # image that draws extra copies or other objects.
         res["exact"] = evaluator.scene_correct(case.scene, reading)
+    elif kind == "bare":
+        res = evaluator.score_single(case.scene.shapes[0], case.scene.background, reading)
+        del res["position"], res["size"]
     elif kind == "two":
         both = [evaluator.object_present(s, reading) for s in case.scene.shapes]
         res = {"all_attributes": all(both) and reading.background == case.scene.background,

@@ -204,11 +204,16 @@ def object_phrase(s: Shape, rng: np.random.Generator, *, with_size: bool = True,
     return f"{noun} that sits {pos}"
 
 
-def caption(scene: Scene, rng: np.random.Generator, *, drop_rate: float = 0.12) -> str:
+def caption(scene: Scene, rng: np.random.Generator, *, drop_rate: float = 0.12,
+            with_size: bool | None = None, with_pos: bool | None = None) -> str:
     """A varied natural-language caption. With probability drop_rate each, the caption leaves out
-    sizes, positions or the background (people do too), so the model learns those are optional."""
-    with_size = rng.random() >= drop_rate
-    with_pos = rng.random() >= drop_rate
+    sizes, positions or the background (people do too), so the model learns those are optional.
+    with_size / with_pos, when given, decide instead of the draw (the draw is still made, so the
+    other choices come out as they would have)."""
+    size_drawn = rng.random() >= drop_rate
+    pos_drawn = rng.random() >= drop_rate
+    with_size = size_drawn if with_size is None else with_size
+    with_pos = pos_drawn if with_pos is None else with_pos
     with_bg = rng.random() >= drop_rate * 0.7
     order = rng.permutation(len(scene.shapes))
     parts = [object_phrase(scene.shapes[i], rng, with_size=with_size, with_position=with_pos)
@@ -244,6 +249,14 @@ def canonical_caption(scene: Scene) -> str:
              if s.cell_name != "center" else f"{_article(s.size)} {s.size} {s.color} {s.shape} in the center"
              for s in scene.shapes]
     return " and ".join(parts) + f" on a {scene.background} background"
+
+
+def bare_caption(scene: Scene) -> str:
+    """Objects by colour and shape only, no size or place: how people often write a prompt, and
+    what paint-with-words prompts are made of ("a red circle and an orange square on a gray
+    background")."""
+    return " and ".join(f"{_article(s.color)} {s.color} {s.shape}" for s in scene.shapes) + \
+        f" on a {scene.background} background"
 
 
 # ---------------------------------------------------------------- masks

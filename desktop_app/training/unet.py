@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight of the token grounding loss (training/grounding.py): each "
                          "object's colour and shape words should be attended to inside the "
                          "object, at the 16x16 and 8x8 cross-attention layers; 0 = off")
+    ap.add_argument("--bare-captions", type=float, default=0.0, metavar="SHARE",
+                    help="this share of samples takes the scene's bare caption, without sizes, "
+                         "places or both (`python -m desktop_app.training.data bare` first)")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
@@ -286,9 +289,12 @@ def main(argv: list[str] | None = None) -> None:
 
         ground_tok = text.tok if text else AutoTokenizer.from_pretrained(
             common.MODEL_DIR / "tokenizer")
-    ds = Dataset(tokenizer=text.tok if text else None, grounding_tokenizer=ground_tok)
+    ds = Dataset(tokenizer=text.tok if text else None, grounding_tokenizer=ground_tok,
+                 bare_share=args.bare_captions)
     logf = common.CACHE_DIR / "unet.log"
-    common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks", logf)
+    common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks"
+               + (f", bare captions for {args.bare_captions:.0%} of samples"
+                  if args.bare_captions else ""), logf)
     unet = make_unet(args.arch)
     ema = copy.deepcopy(unet).requires_grad_(False)
     # After a growth the old weights are already trained: --old-lr-scale lets them move slower
