@@ -79,6 +79,23 @@ def chunk_scenes(chunk: int, seed: int = 0) -> list[scenes.Scene]:
     return [scenes.random_scene(rng, held_out=False) for _ in range(CHUNK)]
 
 
+def _embed_captions(tok, enc, caps: list[list[str]]):
+    """Each scene's captions embedded: scenes x captions x MAX_TOKENS x width, fp16."""
+    import torch
+
+    flat = [t for cs in caps for t in cs]
+    embs = torch.cat([embed(tok, enc, flat[i:i + 100]) for i in range(0, len(flat), 100)])
+    return embs.half().reshape(len(caps), len(caps[0]), MAX_TOKENS, -1).clone()
+
+
+def _save(obj, out: Path) -> None:
+    """torch.save through a temporary file, so a stopped run leaves no half-written chunk."""
+    import torch
+
+    torch.save(obj, out.with_suffix(".tmp"))
+    out.with_suffix(".tmp").replace(out)
+
+
 def prepare_text(n_chunks: int, seed: int = 0) -> None:
     import torch
 
@@ -93,12 +110,8 @@ def prepare_text(n_chunks: int, seed: int = 0) -> None:
         sc = chunk_scenes(c, seed)
         rng = np.random.default_rng([seed, c, 1])
         caps = [[scenes.caption(s, rng) for _ in range(CAPTIONS_PER_SCENE)] for s in sc]
-        flat = [t for cs in caps for t in cs]
-        embs = torch.cat([embed(tok, enc, flat[i:i + 100]) for i in range(0, len(flat), 100)])
-        embs = embs.half().reshape(len(sc), CAPTIONS_PER_SCENE, MAX_TOKENS, -1)
-        torch.save({"emb": embs.clone(), "captions": caps,
-                    "scenes": [scene_to_json(s) for s in sc]}, out.with_suffix(".tmp"))
-        out.with_suffix(".tmp").replace(out)
+        _save({"emb": _embed_captions(tok, enc, caps), "captions": caps,
+               "scenes": [scene_to_json(s) for s in sc]}, out)
         common.log(f"text chunk {c} done", DATA_DIR / "prep.log")
 
 
@@ -128,9 +141,8 @@ def prepare_latents(n_chunks: int, seed: int = 0, reverse: bool = False) -> None
                 # Same masking as the diffusers inpaint pipeline: zero where the mask is >= 0.5.
                 mlat.append(vae.encode(x * (m < 0.5)).latent_dist.mean * sf)
             masks.append(torch.from_numpy(np.packbits(ms >= 0.5, axis=-1)))
-        torch.save({"lat": torch.cat(lat).half().clone(), "mlat": torch.cat(mlat).half().clone(),
-                    "mask_bits": torch.cat(masks)}, out.with_suffix(".tmp"))
-        out.with_suffix(".tmp").replace(out)
+        _save({"lat": torch.cat(lat).half().clone(), "mlat": torch.cat(mlat).half().clone(),
+               "mask_bits": torch.cat(masks)}, out)
         common.log(f"latent chunk {c} done", DATA_DIR / "prep.log")
 
 
@@ -152,8 +164,7 @@ def prepare_fg(n_chunks: int, seed: int = 0) -> None:
         if out.exists():
             continue
         fg = np.stack([foreground(s) for s in chunk_scenes(c, seed)])
-        torch.save(torch.from_numpy(fg).half(), out.with_suffix(".tmp"))
-        out.with_suffix(".tmp").replace(out)
+        _save(torch.from_numpy(fg).half(), out)
         common.log(f"foreground chunk {c} done", DATA_DIR / "prep.log")
 
 
@@ -161,8 +172,6 @@ BARE_KINDS = ((False, True), (True, False), (False, False))  # (with_size, with_
 
 
 def prepare_bare(n_chunks: int, seed: int = 0) -> None:
-    import torch
-
     tok, enc = load_text_encoder()
     for c in range(n_chunks):
         out = DATA_DIR / f"bare_{c:03d}.pt"
@@ -174,11 +183,7 @@ def prepare_bare(n_chunks: int, seed: int = 0) -> None:
         for s in sc:
             with_size, with_pos = BARE_KINDS[int(rng.integers(len(BARE_KINDS)))]
             caps.append([scenes.caption(s, rng, with_size=with_size, with_pos=with_pos)])
-        flat = [cs[0] for cs in caps]
-        embs = torch.cat([embed(tok, enc, flat[i:i + 100]) for i in range(0, len(flat), 100)])
-        torch.save({"emb": embs.half().reshape(len(sc), 1, MAX_TOKENS, -1).clone(),
-                    "captions": caps}, out.with_suffix(".tmp"))
-        out.with_suffix(".tmp").replace(out)
+        _save({"emb": _embed_captions(tok, enc, caps), "captions": caps}, out)
         common.log(f"bare caption chunk {c} done", DATA_DIR / "prep.log")
 
 
