@@ -24,11 +24,13 @@ def test_the_sign_test_is_exact_and_symmetric():
 def test_run_writes_per_case_results_and_diff_counts_gains_and_losses(tmp_path):
     # The built-in model (the cases are 256 px: a tiny random model is slower there), 2 steps.
     out = tmp_path / "a.json"
-    compare.main(["run", str(BUILTIN), str(out), "--sets", "single,two,inpaint,pww4",
+    compare.main(["run", str(BUILTIN), str(out), "--sets", "single,bare,two,inpaint,pww4",
                   "--n", "2", "--pww-n", "2", "--steps", "2"])
     a = json.loads(out.read_text())
-    assert [len(a["sets"][s]) for s in ("single", "two", "inpaint", "pww4")] == [2, 2, 2, 2]
+    assert [len(a["sets"][s]) for s in ("single", "bare", "two", "inpaint", "pww4")] == [2] * 5
     assert set(a["sets"]["single"][0]) >= {"color", "shape", "exact", "count"}
+    # A bare prompt names no size or place, so neither is scored.
+    assert set(a["sets"]["bare"][0]) == {"color", "shape", "color_shape", "background", "count"}
     assert len(a["sets"]["pww4"][0]["placed"]) == 2  # one entry per object of the layout
     # Inpainting keeps the unmasked pixels whatever the model draws.
     assert all(c["outside_bit_exact"] for c in a["sets"]["inpaint"])
@@ -131,3 +133,27 @@ def test_place_from_prompt_gives_the_measured_prompts_their_regions():
         ys, xs = np.nonzero(region.mask)
         assert (ys.min() // 85, xs.min() // 85) == (row, col) and region.mask.sum() > 80 * 80
     request.validate()
+
+
+def test_inpaint_jobs_can_run_on_a_crop_around_the_mask_and_only_they_do():
+    from types import SimpleNamespace
+
+    from desktop_app.training import quality
+
+    class Recorder:
+        engine = SimpleNamespace(model_info=SimpleNamespace(cfg_scale=lambda: 4.0))
+        requests: list = []
+
+        def images(self, request):
+            self.requests.append(request)
+            return [np.zeros((256, 256, 3), np.uint8)]
+
+    rec = Recorder()
+    for name in ("inpaint", "bare", "single"):
+        compare.run_set(rec, name, 3, 0, only_masked=24)
+    inpaint, rest = rec.requests[:3], rec.requests[3:]
+    assert all(r.inpaint_only_masked and r.inpaint_padding == 24 for r in inpaint)
+    assert not any(r.inpaint_only_masked for r in rest)
+    bare = [r.prompt for r in rest[:3]]
+    assert bare == [c.prompt for c in quality.bare_cases(3)]
+    assert not any(w in p for p in bare for w in ("big", "small", " at ", "center"))
