@@ -32,6 +32,7 @@ def test_run_writes_per_case_results_and_diff_counts_gains_and_losses(tmp_path):
     # A bare prompt names no size or place, so neither is scored.
     assert set(a["sets"]["bare"][0]) == {"color", "shape", "color_shape", "background", "count"}
     assert len(a["sets"]["pww4"][0]["placed"]) == 2  # one entry per object of the layout
+    assert a["pww_seed"] == 4000  # the layouts' seed, so a breakdown can rebuild them
     # Inpainting keeps the unmasked pixels whatever the model draws.
     assert all(c["outside_bit_exact"] for c in a["sets"]["inpaint"])
     # B: the same cases with the first single-object case flipped on every measure.
@@ -115,10 +116,37 @@ def test_breakdown_groups_cases_by_the_kind_of_object_their_prompt_names():
         with_kind = [c for c in twos if tuple(kind.split()) in kinds(c)]
         share = sum(("big", "circle") in kinds(c) for c in with_kind) / len(with_kind)
         assert v[1].strip() == f"{share:.1%}"
-    # Without B: A's rate only; sets it cannot group (pww) are left out.
+    # Without B: A's rate only; paint-with-words results from a file that does not record its
+    # layouts' seed cannot be grouped, so they are left out.
     a["sets"]["pww8"] = [{"placed": [True]}]
     alone = compare.breakdown(a)
     assert alone[0] == "A = a" and not any(line.startswith("| pww") for line in alone)
+
+
+def test_breakdown_groups_paint_with_words_objects_by_shape():
+    # Synthetic results on real layouts: A places exactly the squares; B also the first circle.
+    from desktop_app.training import pww_quality
+
+    layouts = pww_quality.cases(30, 6000)
+    a = {"model": "a", "pww_seed": 6000, "sets": {"pww8": [
+        {"placed": [o.shape == "square" for o in c.scene.shapes]} for c in layouts]}}
+    b = json.loads(json.dumps(a))
+    b["model"] = "b"
+    i, j = next((i, j) for i, c in enumerate(layouts)
+                for j, o in enumerate(c.scene.shapes) if o.shape == "circle")
+    b["sets"]["pww8"][i]["placed"][j] = True
+    rows = {line.split("|")[3].strip(): [x.strip() for x in line.split("|")[4:-1]]
+            for line in compare.breakdown(a, b) if line.startswith("| pww8 | placed")}
+    count = {shape: sum(o.shape == shape for c in layouts for o in c.scene.shapes)
+             for shape in ("circle", "square", "triangle")}
+    assert all(count.values()) and sum(count.values()) == 60
+    assert rows["any size square"] == [str(count["square"]), "100.0%", "100.0%", "0", "0"]
+    assert rows["any size circle"] == [str(count["circle"]), "0.0%",
+                                       f"{1 / count['circle']:.1%}", "1", "0"]
+    assert rows["any size triangle"][1:] == ["0.0%", "0.0%", "0", "0"]
+    # Layouts from another seed are other objects: no per-shape rows rather than wrong ones.
+    b["pww_seed"] = 7000
+    assert not any(line.startswith("| pww") for line in compare.breakdown(a, b))
 
 
 def test_place_from_prompt_gives_the_measured_prompts_their_regions():

@@ -164,7 +164,8 @@ def breakdown(a: dict, b: dict | None = None) -> list[str]:
     sets that have one (BREAKDOWN). A case counts under every kind of object its prompt names (a
     two-object case with a small square and a big circle in both rows). The cases are rebuilt
     from their count, as `run` made them: its first n. With b (the same cases of another model),
-    also b's rate and the cases b gained and lost."""
+    also b's rate and the cases b gained and lost. Paint-with-words sets: each object's placement
+    by its shape (_pww_breakdown)."""
     lines = [f"A = {a['model']}"] + ([f"B = {b['model']}"] if b else [])
     lines += ["| set | measure | object | n | A | " + ("B | B gained | B lost |" if b else ""),
               "|---|---|---|---|---|" + ("---|---|---|" if b else "")]
@@ -183,6 +184,36 @@ def breakdown(a: dict, b: dict | None = None) -> list[str]:
             row = f"| {name} | {key} | {size} {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
             if cb:
                 xb = [bool(cb[i][key]) for i in idx]
+                gained, lost = _paired(xa, xb)
+                row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
+            lines.append(row)
+    return lines + _pww_breakdown(a, b)
+
+
+def _pww_breakdown(a: dict, b: dict | None) -> list[str]:
+    """Paint-with-words placement per shape, one entry per object of a layout (the prompt names
+    no size, and each region is its object's whole cell, so the shape is the only kind). The
+    layouts are rebuilt from the seed the result file records; files written before it was
+    recorded are left out."""
+    lines = []
+    seed = a.get("pww_seed")
+    if seed is None or (b and b.get("pww_seed") != seed):
+        return lines
+    for name in sorted(k for k in a["sets"] if k.startswith("pww")):
+        ca = a["sets"][name]
+        cb = b["sets"].get(name) if b else None
+        if b and not cb:
+            continue
+        n = min(len(ca), len(cb)) if cb else len(ca)
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for i, case in enumerate(pww_quality.cases(n, seed)):
+            for j, obj in enumerate(case.scene.shapes):
+                groups.setdefault(obj.shape, []).append((i, j))
+        for shape, idx in sorted(groups.items()):
+            xa = [bool(ca[i]["placed"][j]) for i, j in idx]
+            row = f"| {name} | placed | any size {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
+            if cb:
+                xb = [bool(cb[i]["placed"][j]) for i, j in idx]
                 gained, lost = _paired(xa, xb)
                 row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
             lines.append(row)
@@ -242,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         outs.append((args.also_out, f"{args.model} with the VAE {args.also_vae}"))
     for k, (path, label) in enumerate(outs):
         sets = {name: results[k] for name, results in per_set.items()}
-        path.write_text(json.dumps({"model": label, "steps": args.steps, "sets": sets}) + "\n")
+        path.write_text(json.dumps({"model": label, "steps": args.steps,
+                                    "pww_seed": args.pww_seed, "sets": sets}) + "\n")
         print(label)
         for name, cases in sets.items():
             rates = {key: _flat(cases, key) for key in cases[0]}
