@@ -180,13 +180,9 @@ def breakdown(a: dict, b: dict | None = None) -> list[str]:
             for kind in sorted({(o.size, o.shape) for o in objects(case)}):
                 groups.setdefault(kind, []).append(i)
         for (size, shape), idx in sorted(groups.items()):
-            xa = [bool(ca[i][key]) for i in idx]
-            row = f"| {name} | {key} | {size} {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
-            if cb:
-                xb = [bool(cb[i][key]) for i in idx]
-                gained, lost = _paired(xa, xb)
-                row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
-            lines.append(row)
+            lines.append(_rate_row(f"| {name} | {key} | {size} {shape}",
+                                   [bool(ca[i][key]) for i in idx],
+                                   [bool(cb[i][key]) for i in idx] if cb else None))
     return lines + _pww_breakdown(a, b)
 
 
@@ -210,14 +206,20 @@ def _pww_breakdown(a: dict, b: dict | None) -> list[str]:
             for j, obj in enumerate(case.scene.shapes):
                 groups.setdefault(obj.shape, []).append((i, j))
         for shape, idx in sorted(groups.items()):
-            xa = [bool(ca[i]["placed"][j]) for i, j in idx]
-            row = f"| {name} | placed | any size {shape} | {len(idx)} | {sum(xa) / len(xa):.1%} |"
-            if cb:
-                xb = [bool(cb[i]["placed"][j]) for i, j in idx]
-                gained, lost = _paired(xa, xb)
-                row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
-            lines.append(row)
+            lines.append(_rate_row(f"| {name} | placed | any size {shape}",
+                                   [bool(ca[i]["placed"][j]) for i, j in idx],
+                                   [bool(cb[i]["placed"][j]) for i, j in idx] if cb else None))
     return lines
+
+
+def _rate_row(cells: str, xa: list[bool], xb: list[bool] | None) -> str:
+    """A breakdown row: its leading cells, the group's size and A's rate, and with B's results
+    (the same cases) B's rate and the cases B gained and lost."""
+    row = f"{cells} | {len(xa)} | {sum(xa) / len(xa):.1%} |"
+    if xb is not None:
+        gained, lost = _paired(xa, xb)
+        row += f" {sum(xb) / len(xb):.1%} | {gained} | {lost} |"
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
