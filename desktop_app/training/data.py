@@ -171,18 +171,26 @@ def prepare_fg(n_chunks: int, seed: int = 0) -> None:
 BARE_KINDS = ((False, True), (True, False), (False, False))  # (with_size, with_pos)
 
 
+def bare_draws(c: int, seed: int = 0) -> tuple[list[int], list[str]]:
+    """Chunk c's bare captions and, for each, its index into BARE_KINDS (deterministic: the
+    training set can tell which cached bare captions name neither size nor place)."""
+    rng = np.random.default_rng([seed, c, 2])
+    kinds, caps = [], []
+    for s in chunk_scenes(c, seed):
+        k = int(rng.integers(len(BARE_KINDS)))
+        with_size, with_pos = BARE_KINDS[k]
+        kinds.append(k)
+        caps.append(scenes.caption(s, rng, with_size=with_size, with_pos=with_pos))
+    return kinds, caps
+
+
 def prepare_bare(n_chunks: int, seed: int = 0) -> None:
     tok, enc = load_text_encoder()
     for c in range(n_chunks):
         out = DATA_DIR / f"bare_{c:03d}.pt"
         if out.exists():
             continue
-        sc = chunk_scenes(c, seed)
-        rng = np.random.default_rng([seed, c, 2])
-        caps = []
-        for s in sc:
-            with_size, with_pos = BARE_KINDS[int(rng.integers(len(BARE_KINDS)))]
-            caps.append([scenes.caption(s, rng, with_size=with_size, with_pos=with_pos)])
+        caps = [[cap] for cap in bare_draws(c, seed)[1]]
         _save({"emb": _embed_captions(tok, enc, caps), "captions": caps}, out)
         common.log(f"bare caption chunk {c} done", DATA_DIR / "prep.log")
 

@@ -15,13 +15,18 @@ CFG_DROP = 0.15
 class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
-    def __init__(self, tokenizer=None, grounding_tokenizer=None, bare_share: float = 0.0) -> None:
+    def __init__(self, tokenizer=None, grounding_tokenizer=None, bare_share: float = 0.0,
+                 bare_kinds: str = "all") -> None:
         self.chunks = 0
         self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
         self.grounding_tokenizer = grounding_tokenizer  # set: and object tokens + masks
         # This share of samples takes the scene's bare caption (data.prepare_bare) instead of
-        # one of its two captions.
+        # one of its two captions. bare_kinds "neither": only scenes whose bare caption names
+        # neither size nor place (a third of them) take it; the others keep their captions.
         self.bare_share = bare_share
+        if bare_kinds not in ("all", "neither"):
+            raise ValueError(f"bare_kinds must be 'all' or 'neither', got {bare_kinds!r}")
+        self.bare_kinds = bare_kinds
         if bare_share and (tokenizer is not None or grounding_tokenizer is not None):
             raise SystemExit("bare captions work with the frozen text encoder only (not with "
                              "--text-layers or --grounding)")
@@ -44,6 +49,7 @@ class Dataset:
         if self.available() <= self.chunks:
             return False
         self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
+        bare_ok: list[np.ndarray] = []
         captions: list[str] = []
         scene_list: list = []
         c = 0
@@ -56,7 +62,9 @@ class Dataset:
                 if not bare_path.exists():
                     raise SystemExit(f"no bare captions for chunk {c}: run `python -m "
                                      "desktop_app.training.data bare --chunks N` first")
-                t["emb"] = torch.cat([t["emb"], torch.load(bare_path)["emb"]], dim=1)
+                bare = torch.load(bare_path, weights_only=False)
+                t["emb"] = torch.cat([t["emb"], bare["emb"]], dim=1)
+                bare_ok.append(self._bare_ok(c, bare["captions"]))
             self.emb.append(t["emb"])
             captions += [text for scene in t.get("captions", ()) for text in scene]
             scene_list += t.get("scenes", [])
@@ -76,6 +84,7 @@ class Dataset:
         self.empty = torch.load(data.DATA_DIR / "empty.pt")
         self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
         self.n = len(self.lat)
+        self.bare_ok = np.concatenate(bare_ok) if bare_ok else None
         if self.tokenizer is not None:
             k = self.emb.shape[1]
             if len(captions) != self.n * k:
@@ -104,14 +113,25 @@ class Dataset:
             self.grounding_tokenizer, captions, [s for s in sc for _ in range(k)],
             data.MAX_TOKENS)).view(self.n, k, grounding.MAX_OBJECTS, -1)
 
+    def _bare_ok(self, c: int, stored: list[list[str]]) -> np.ndarray:
+        """Which of chunk c's scenes may take their bare caption."""
+        if self.bare_kinds == "all":
+            return np.ones(len(stored), bool)
+        kinds, caps = data.bare_draws(c)
+        if caps != [scene[0] for scene in stored]:
+            raise SystemExit(f"bare_{c:03d}.pt was made from other scenes or another seed: "
+                             "delete the bare chunks and rerun `python -m desktop_app.training.data "
+                             "bare`")
+        return np.array(kinds) == data.BARE_KINDS.index((False, False))
+
     def batch(self, rng: np.random.Generator, size: int):
         import torch
         import torch.nn.functional as F
 
         idx = torch.from_numpy(rng.integers(0, self.n, size))
         if self.bare_share:  # slot 2 is the bare caption
-            cap = torch.from_numpy(np.where(rng.random(size) < self.bare_share, 2,
-                                            rng.integers(0, 2, size)))
+            bare = (rng.random(size) < self.bare_share) & self.bare_ok[idx.numpy()]
+            cap = torch.from_numpy(np.where(bare, 2, rng.integers(0, 2, size)))
         else:
             cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
         drop = torch.from_numpy(rng.random(size) < CFG_DROP)
