@@ -331,3 +331,31 @@ def test_bare_captions_take_the_asked_share_of_samples_and_are_required(tmp_path
         assert share * 0.85 - 0.03 < is_bare.float().mean() < share * 0.85 + 0.03
     with pytest.raises(SystemExit, match="frozen text encoder"):
         Dataset(tokenizer=object(), bare_share=0.3)
+
+
+def test_bare_kinds_neither_gives_only_captions_without_size_and_place(tmp_path, monkeypatch):
+    # --bare-kinds neither: a bare sample is taken only from the scenes whose bare caption names
+    # neither size nor place (the prompts paint-with-words is used with); the other scenes keep
+    # their usual captions. Bare files made from other scenes are refused.
+    import numpy as np
+
+    from desktop_app.training import data
+    from desktop_app.training.dataset import Dataset
+
+    _tiny_cache(tmp_path, monkeypatch)
+    monkeypatch.setattr(data, "CHUNK", 4)
+    kinds, caps = data.bare_draws(0)
+    neither = [i for i, k in enumerate(kinds) if data.BARE_KINDS[k] == (False, False)]
+    assert 0 < len(neither) < 4
+    bare = torch.stack([torch.full((1, 64, 384), 7.0 + i) for i in range(4)]).half()
+    torch.save({"emb": bare, "captions": [[c] for c in caps]}, data.DATA_DIR / "bare_000.pt")
+    ds = Dataset(bare_share=0.6, bare_kinds="neither")
+    emb = ds.batch(np.random.default_rng(0), 4000)[3]
+    is_bare = (emb >= 7.0).flatten(1).all(1)
+    taken = {int(v) - 7 for v in emb[is_bare][:, 0, 0].unique()}
+    assert taken == set(neither)
+    expected = 0.6 * 0.85 * len(neither) / 4
+    assert expected - 0.03 < is_bare.float().mean() < expected + 0.03
+    torch.save({"emb": bare, "captions": [["a red circle"]] * 4}, data.DATA_DIR / "bare_000.pt")
+    with pytest.raises(SystemExit, match="other scenes"):
+        Dataset(bare_share=0.6, bare_kinds="neither")
