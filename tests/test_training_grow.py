@@ -9,18 +9,11 @@ import re
 
 import pytest
 import torch
+from tiny_models import trained_builtin_unet
 
 from desktop_app.training import unet as training_unet
 
-
-def _trained(seed: int, arch: str = "base"):
-    """A network of `arch` with weights moved off its init, whose zero biases hide mistakes."""
-    torch.manual_seed(seed)
-    net = training_unet.make_unet(arch).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return net
+_trained = trained_builtin_unet
 
 
 def _pair(seed: int, arch: str = "attn32"):

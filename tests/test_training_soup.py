@@ -8,18 +8,11 @@ import json
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from tiny_models import trained_builtin_unet
 
 from desktop_app.training import soup
-from desktop_app.training import unet as training_unet
 
-
-def _net(seed: int, arch: str = "base"):
-    torch.manual_seed(seed)
-    net = training_unet.make_unet(arch).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return net
+_net = trained_builtin_unet
 
 
 def _run(net):

@@ -355,3 +355,16 @@ def save_tiny_taesd(out: Path) -> Path:
         num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
     ).save_pretrained(out, safe_serialization=True)
     return out
+
+
+def trained_builtin_unet(seed: int, arch: str = "base"):
+    """A built-in-architecture UNet (training/unet.py) with its weights moved off their init,
+    whose zero biases and zeroed projections would hide mistakes."""
+    from desktop_app.training import unet as training_unet
+
+    torch.manual_seed(seed)
+    net = training_unet.make_unet(arch).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
