@@ -1,5 +1,5 @@
-"""Interpolating two UNets (the built-in model's WiSE-FT step): the ends are the two networks, the
-middle is the weight-wise mean, and networks of different architectures are refused."""
+"""Interpolating two UNets (WiSE-FT, training.soup): the ends are the two networks, the middle is
+the weight-wise mean; other architectures, alpha outside [0, 1] and an existing folder are refused."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_soup_ends_are_the_two_networks_and_the_middle_is_their_mean(tmp_path):
     assert state["soup"] == {"base_step": 100, "tuned_step": 250, "alpha": 0.5}
 
 
-def test_soup_refuses_different_architectures_and_alpha_outside_the_segment(tmp_path):
+def test_soup_refuses_different_architectures_bad_alpha_and_an_existing_folder(tmp_path):
     base = _folder(tmp_path, "a", _net(0, "base"), 1)
     grown = _folder(tmp_path, "b", _net(1, "deep32"), 2)
     with pytest.raises(ValueError, match="differ in architecture"):
@@ -64,3 +64,9 @@ def test_soup_refuses_different_architectures_and_alpha_outside_the_segment(tmp_
     same = _folder(tmp_path, "c", _net(2, "base"), 3)
     with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
         soup.soup(base, same, tmp_path / "out", 1.5)
+    # An existing folder other than TUNED is never overwritten.
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "work.png").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="already exists"):
+        soup.soup(base, same, tmp_path / "keep", 0.5)
+    assert (tmp_path / "keep" / "work.png").read_bytes() == b"mine"

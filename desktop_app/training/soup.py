@@ -3,8 +3,9 @@
     python -m desktop_app.training.soup BASE_MODEL TUNED_MODEL OUT_MODEL --alpha 0.5
 
 A fine-tune from a trained network often gains on what it was tuned for and loses on what the
-network could already do. Both ends sit in one basin, so the straight line between them passes
-through networks that keep most of the gain and most of the old skills. The result is
+network could already do. When both ends sit in one basin, the straight line between them can
+pass through networks that keep most of the gain and most of the old skills (on the built-in model
+it did not: the model card's recipe history has the measurement). The result is
 (1 - alpha) * base + alpha * tuned for every floating-point tensor of the UNet; OUT_MODEL is a copy
 of TUNED_MODEL's folder with that UNet, and its training_state.json records both ends and alpha.
 """
@@ -53,10 +54,12 @@ def _step(model: Path) -> int | None:
 
 
 def soup(base_model: Path, tuned_model: Path, out_model: Path, alpha: float) -> None:
+    in_place = out_model.resolve() == tuned_model.resolve()
+    if not in_place and out_model.exists():
+        raise ValueError(f"{out_model} already exists: give a new folder (or TUNED itself, "
+                         "to replace its UNet)")
     mixed = interpolate(load_file(base_model / UNET_FILE), load_file(tuned_model / UNET_FILE), alpha)
-    if out_model.resolve() != tuned_model.resolve():
-        if out_model.exists():
-            shutil.rmtree(out_model)
+    if not in_place:
         shutil.copytree(tuned_model, out_model)
     save_file(mixed, out_model / UNET_FILE)
     state_path = out_model / "training_state.json"
@@ -73,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path, help="output model folder (a copy of TUNED's)")
     ap.add_argument("--alpha", type=float, default=0.5)
     args = ap.parse_args(argv)
-    soup(args.base, args.tuned, args.out, args.alpha)
+    try:
+        soup(args.base, args.tuned, args.out, args.alpha)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     print(f"wrote {args.out} = {1 - args.alpha:g} x {args.base} + {args.alpha:g} x {args.tuned}")
 
 
