@@ -42,11 +42,15 @@ DATA_CHUNKS = 16
 UNET_FG_WEIGHT = 4.0
 UNET_DECAY_FROM = 0.8
 # The shipped UNet: the base network to step 18,000, grown (deep32) and trained to 21,000,
-# restarted and trained to 23,700, grown again (deep32_16) and trained to 26,000.
+# restarted and trained to 23,700, grown again (deep32_16) and trained to 26,000, grown deeper at
+# 32x32 (deeper32_16) and trained to 28,400.
 UNET_STEPS = 18000
 GROW_STEPS = 3000
 RESTART_STEPS = 2700
 GROW16_STEPS = 2300
+DEEPER32_STEPS = 2400
+# Each phase's architecture; a run resumes at the phase of its checkpoint's (or the shipped) one.
+ARCH_ORDER = ("base", "deep32", "deep32_16", "deeper32_16")
 
 
 def _vae_step() -> int:
@@ -92,12 +96,13 @@ def main(argv: list[str] | None = None) -> None:
     if not (common.MODEL_DIR / "latent_rgb.json").exists():
         print(json.dumps(export.fit_latent_rgb()))
     # Base: constant 1e-3, then a half cosine to 1e-4 over the last fifth. A run that already grew
-    # resumes in the growth phase.
-    if _unet_arch() == "base":
+    # resumes in its growth phase and never steps back to a smaller network.
+    held = ARCH_ORDER.index(_unet_arch())
+    if held == 0:
         unet.main(["--steps", str(args.unet_steps), "--fg-weight", str(UNET_FG_WEIGHT),
                    "--decay-from", str(int(args.unet_steps * UNET_DECAY_FROM))])
     end = args.unet_steps + GROW_STEPS
-    if _unet_arch() != "deep32_16":  # a run that grew again resumes in that phase
+    if held <= 1:
         unet.main(["--arch", "deep32", "--steps", str(end), "--lr", "1e-3", "--old-lr-scale",
                    "0.25", "--decay-from", str(end - int(GROW_STEPS * 0.6)), "--min-lr", "5e-5",
                    "--fg-weight", str(UNET_FG_WEIGHT)])
@@ -106,8 +111,15 @@ def main(argv: list[str] | None = None) -> None:
                    "--old-lr-scale", "0.25", "--decay-from", str(end + 600), "--min-lr", "5e-5",
                    "--fg-weight", str(UNET_FG_WEIGHT)])
     end += RESTART_STEPS
-    unet.main(["--arch", "deep32_16", "--steps", str(end + GROW16_STEPS), "--lr", "1e-3",
-               "--old-lr-scale", "0.25", "--decay-from", str(end + 700), "--min-lr", "5e-5",
+    if held <= 2:
+        unet.main(["--arch", "deep32_16", "--steps", str(end + GROW16_STEPS), "--lr", "1e-3",
+                   "--old-lr-scale", "0.25", "--decay-from", str(end + 700), "--min-lr", "5e-5",
+                   "--fg-weight", str(UNET_FG_WEIGHT)])
+    end += GROW16_STEPS
+    # Three more resnets each way at 32x32, starting as the identity: constant to 1,500 steps
+    # in, then a half cosine to 5e-5.
+    unet.main(["--arch", "deeper32_16", "--steps", str(end + DEEPER32_STEPS), "--lr", "1e-3",
+               "--old-lr-scale", "0.25", "--decay-from", str(end + 1500), "--min-lr", "5e-5",
                "--fg-weight", str(UNET_FG_WEIGHT)])
 
 
