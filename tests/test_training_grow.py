@@ -111,14 +111,13 @@ def test_grow_refuses_anything_but_added_blocks():
         training_unet.grow(training_unet.make_unet("deep32"), small)
 
 
-def _tiny_cache(tmp_path, monkeypatch):
+def _tiny_cache(tmp_path, monkeypatch, n: int = 4):
     from desktop_app.training import common, data
 
     monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(common, "MODEL_DIR", tmp_path / "model")
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "cache" / "data")
     data.DATA_DIR.mkdir(parents=True)
-    n = 4
     g = torch.Generator().manual_seed(0)
     torch.save({"emb": torch.randn(n, 2, 64, 384, generator=g).half()}, data.DATA_DIR / "text_000.pt")
     torch.save({"lat": torch.randn(n, 4, 32, 32, generator=g).half(),
@@ -352,3 +351,29 @@ def test_bare_kinds_neither_gives_only_captions_without_size_and_place(tmp_path,
     torch.save({"emb": bare, "captions": [["a red circle"]] * 4}, data.DATA_DIR / "bare_000.pt")
     with pytest.raises(SystemExit, match="other scenes"):
         Dataset(bare_share=0.6, bare_kinds="neither")
+
+
+def test_bare_kinds_neither1_takes_only_one_object_scenes(tmp_path, monkeypatch):
+    # --bare-kinds neither1: of the scenes whose bare caption names neither size nor place, only
+    # those with one object take it ("a red circle on a gray background", never "a red circle and
+    # a blue square ..."), so bare prompts are learned as one object without its multi-object kin.
+    import numpy as np
+
+    from desktop_app.training import data
+    from desktop_app.training.dataset import Dataset
+
+    _tiny_cache(tmp_path, monkeypatch, n=40)
+    monkeypatch.setattr(data, "CHUNK", 40)
+    kinds, caps = data.bare_draws(0)
+    sc = data.chunk_scenes(0)
+    neither = {i for i, k in enumerate(kinds) if data.BARE_KINDS[k] == (False, False)}
+    single = {i for i in neither if len(sc[i].shapes) == 1}
+    assert single and neither - single  # the draw has both kinds for the test to tell apart
+    bare = torch.stack([torch.full((1, 64, 384), 100.0 + i) for i in range(40)]).half()
+    torch.save({"emb": bare, "captions": [[c] for c in caps]}, data.DATA_DIR / "bare_000.pt")
+    ds = Dataset(bare_share=1.0, bare_kinds="neither1")
+    emb = ds.batch(np.random.default_rng(0), 8000)[3]
+    is_bare = (emb >= 100.0).flatten(1).all(1)
+    assert {int(v) - 100 for v in emb[is_bare][:, 0, 0].unique()} == single
+    with pytest.raises(ValueError, match="neither1"):
+        Dataset(bare_share=0.5, bare_kinds="one")

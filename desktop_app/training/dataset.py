@@ -12,6 +12,9 @@ from desktop_app.training import data
 CFG_DROP = 0.15
 
 
+BARE_KINDS = ("all", "neither", "neither1")
+
+
 class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
@@ -23,9 +26,11 @@ class Dataset:
         # This share of samples takes the scene's bare caption (data.prepare_bare) instead of
         # one of its two captions. bare_kinds "neither": only scenes whose bare caption names
         # neither size nor place (a third of them) take it; the others keep their captions.
+        # "neither1": of those, only the one-object scenes ("a red circle on a gray background").
         self.bare_share = bare_share
-        if bare_kinds not in ("all", "neither"):
-            raise ValueError(f"bare_kinds must be 'all' or 'neither', got {bare_kinds!r}")
+        if bare_kinds not in BARE_KINDS:
+            raise ValueError(f"bare_kinds must be one of {', '.join(BARE_KINDS)}, "
+                             f"got {bare_kinds!r}")
         self.bare_kinds = bare_kinds
         if bare_share and (tokenizer is not None or grounding_tokenizer is not None):
             raise SystemExit("bare captions work with the frozen text encoder only (not with "
@@ -122,7 +127,10 @@ class Dataset:
             raise SystemExit(f"bare_{c:03d}.pt was made from other scenes or another seed: "
                              "delete the bare chunks and rerun `python -m desktop_app.training.data "
                              "bare`")
-        return np.array(kinds) == data.BARE_KINDS.index((False, False))
+        ok = np.array(kinds) == data.BARE_KINDS.index((False, False))
+        if self.bare_kinds == "neither1":
+            ok &= np.array([len(s.shapes) == 1 for s in data.chunk_scenes(c)])
+        return ok
 
     def batch(self, rng: np.random.Generator, size: int):
         import torch

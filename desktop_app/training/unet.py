@@ -265,10 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bare-captions", type=float, default=0.0, metavar="SHARE",
                     help="this share of samples takes the scene's bare caption, without sizes, "
                          "places or both (`python -m desktop_app.training.data bare` first)")
-    ap.add_argument("--bare-kinds", choices=["all", "neither"], default="all",
+    ap.add_argument("--bare-kinds", choices=["all", "neither", "neither1"], default="all",
                     help="'neither': only the scenes whose bare caption names neither size nor "
                          "place (a third) take it, so --bare-captions 0.4 gives about 13%% of "
-                         "samples such captions and every other sample a full caption")
+                         "samples such captions and every other sample a full caption; "
+                         "'neither1': only the one-object scenes among those (two in five)")
     ap.add_argument("--export-only", action="store_true",
                     help="write the checkpoint's EMA weights to models/builtin/unet and stop")
     args = ap.parse_args(argv)
