@@ -12,7 +12,8 @@ from desktop_app.training import data
 CFG_DROP = 0.15
 
 
-BARE_KINDS = ("all", "neither", "neither1")
+# --bare-kinds choices (data.BARE_KINDS is something else: which parts a bare caption keeps)
+BARE_CHOICES = ("all", "neither", "neither1")
 
 
 class Dataset:
@@ -28,8 +29,8 @@ class Dataset:
         # neither size nor place (a third of them) take it; the others keep their captions.
         # "neither1": of those, only the one-object scenes ("a red circle on a gray background").
         self.bare_share = bare_share
-        if bare_kinds not in BARE_KINDS:
-            raise ValueError(f"bare_kinds must be one of {', '.join(BARE_KINDS)}, "
+        if bare_kinds not in BARE_CHOICES:
+            raise ValueError(f"bare_kinds must be one of {', '.join(BARE_CHOICES)}, "
                              f"got {bare_kinds!r}")
         self.bare_kinds = bare_kinds
         if bare_share and (tokenizer is not None or grounding_tokenizer is not None):

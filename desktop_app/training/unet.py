@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from desktop_app.training import common
-from desktop_app.training.dataset import Dataset
+from desktop_app.training.dataset import BARE_CHOICES, Dataset
 from desktop_app.training.text_layers import TextTop
 
 UNET_CONFIG = dict(
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bare-captions", type=float, default=0.0, metavar="SHARE",
                     help="this share of samples takes the scene's bare caption, without sizes, "
                          "places or both (`python -m desktop_app.training.data bare` first)")
-    ap.add_argument("--bare-kinds", choices=["all", "neither", "neither1"], default="all",
+    ap.add_argument("--bare-kinds", choices=BARE_CHOICES, default="all",
                     help="'neither': only the scenes whose bare caption names neither size nor "
                          "place (a third) take it, so --bare-captions 0.4 gives about 13%% of "
                          "samples such captions and every other sample a full caption; "
