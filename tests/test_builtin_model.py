@@ -45,7 +45,8 @@ MIN_VAE_RECONSTRUCTION = 0.97  # evaluator on 100 encode/decode round trips (mea
 MIN_PWW_IN_REGION = 0.75  # 24/32 objects
 # Two-object prompts with regions read from their position words (Regions > From prompt): every
 # attribute of both right in 12/32 (26,000: 13/32; its plain prompts: 3/32), the whole scene
-# exactly right 12/32 (26,000: 13/32; plain: 1/32); on 200 prompts, on 26,000, 39% against 16%.
+# exactly right 12/32 (26,000: 13/32; plain: 1/32); on 200 prompts 37% against 15% (26,000: 39%
+# against 16%).
 MIN_PROMPT_REGIONS_TWO_ALL = 0.31  # 10/32
 # Over the same prompts and seeds without a layout: measured +19/32 (27/32 against 8/32, where
 # more objects than on 26,000 happened to land in their cells; 26,000: +22/32, 27 against 5).
