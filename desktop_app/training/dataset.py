@@ -6,10 +6,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop_app.training import data
+from desktop_app.training import data, scenes
 
 # Share of samples whose caption is dropped (classifier-free guidance).
 CFG_DROP = 0.15
+
+
+def small_boxes(scene: scenes.Scene, side: int = 32, margin: int = 1) -> np.ndarray:
+    """(side, side) float32: 1 on the latent pixels of each small object's bounding box, grown by
+    `margin` pixels, so a square's corners and a circle's empty corners weigh alike."""
+    out = np.zeros((side, side), np.float32)
+    f = scenes.SIZE / side
+    offsets = scene.offsets or tuple((0, 0) for _ in scene.shapes)
+    for s, (dx, dy) in zip(scene.shapes, offsets, strict=True):
+        if s.size != "small":
+            continue
+        cx, cy = scenes.cell_center(s.cell)
+        half = scenes.EXTENT[s.size] / 2
+        x0, x1 = int((cx + dx - half) // f) - margin, int((cx + dx + half) // f) + margin + 1
+        y0, y1 = int((cy + dy - half) // f) - margin, int((cy + dy + half) // f) + margin + 1
+        out[max(0, y0):min(side, y1), max(0, x0):min(side, x1)] = 1.0
+    return out
 
 
 # --bare-kinds choices (data.BARE_KINDS is something else: which parts a bare caption keeps)
@@ -20,7 +37,7 @@ class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
     def __init__(self, tokenizer=None, grounding_tokenizer=None, bare_share: float = 0.0,
-                 bare_kinds: str = "all") -> None:
+                 bare_kinds: str = "all", small_maps: bool = False) -> None:
         self.chunks = 0
         self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
         self.grounding_tokenizer = grounding_tokenizer  # set: and object tokens + masks
@@ -33,6 +50,8 @@ class Dataset:
             raise ValueError(f"bare_kinds must be one of {', '.join(BARE_CHOICES)}, "
                              f"got {bare_kinds!r}")
         self.bare_kinds = bare_kinds
+        # Set: batches also carry small_boxes() of each scene (for --small-weight).
+        self.small_maps = small_maps
         if bare_share and (tokenizer is not None or grounding_tokenizer is not None):
             raise SystemExit("bare captions work with the frozen text encoder only (not with "
                              "--text-layers or --grounding)")
@@ -55,6 +74,7 @@ class Dataset:
         if self.available() <= self.chunks:
             return False
         self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
+        small: list[np.ndarray] = []
         bare_ok: list[np.ndarray] = []
         captions: list[str] = []
         scene_list: list = []
@@ -80,6 +100,9 @@ class Dataset:
             fg_path = data.DATA_DIR / f"fg_{c:03d}.pt"
             self.fg.append(torch.load(fg_path) if fg_path.exists()
                            else torch.zeros(lt["lat"].shape[0], *lt["lat"].shape[-2:]).half())
+            if self.small_maps:
+                side = lt["lat"].shape[-1]
+                small.append(np.stack([small_boxes(s, side) for s in data.chunk_scenes(c)]))
             c += 1
         self.chunks = c
         self.emb = torch.cat(self.emb)
@@ -87,6 +110,7 @@ class Dataset:
         self.mlat = torch.cat(self.mlat)
         self.masks = torch.cat(self.masks)
         self.fg = torch.cat(self.fg)
+        self.small = torch.from_numpy(np.concatenate(small)).half() if small else None
         self.empty = torch.load(data.DATA_DIR / "empty.pt")
         self.masked_full = torch.load(data.DATA_DIR / "masked_full.pt")
         self.n = len(self.lat)
@@ -164,4 +188,5 @@ class Dataset:
             obj_tokens = self.obj_tokens[idx, cap].float()
             obj_tokens[drop] = 0.0
             ground = (obj_tokens, self.obj_masks[idx].float())
-        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens, ground
+        small = self.small[idx].float()[:, None] if self.small is not None else None
+        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens, ground, small
