@@ -377,3 +377,37 @@ def test_bare_kinds_neither1_takes_only_one_object_scenes(tmp_path, monkeypatch)
     assert {int(v) - 100 for v in emb[is_bare][:, 0, 0].unique()} == single
     with pytest.raises(ValueError, match="neither1"):
         Dataset(bare_share=0.5, bare_kinds="one")
+
+
+def test_small_weight_weighs_each_small_objects_box_and_nothing_else(tmp_path, monkeypatch):
+    # --small-weight: small squares are drawn round because the loss hears little of their
+    # corners; the extra weight must land on every latent pixel of a small object and its box
+    # (the empty corners a circle would leave included), never on a big object or far background.
+    import numpy as np
+
+    from desktop_app.training import data, scenes
+    from desktop_app.training.dataset import Dataset, small_boxes
+    from desktop_app.training.unet import pixel_weights
+
+    _tiny_cache(tmp_path, monkeypatch)
+    sc, _ = _two_object_scenes(5)
+    for s in sc + data.chunk_scenes(0)[:50]:
+        box = small_boxes(s, margin=0)
+        up = np.kron(box, np.ones((8, 8))) > 0
+        for shape, off in zip(s.shapes, s.offsets, strict=True):
+            alone = scenes.render(scenes.Scene(s.background, (shape,), (off,))).astype(int)
+            drawn = np.abs(alone - np.asarray(scenes.BACKGROUNDS[s.background])).sum(-1) > 12
+            if shape.size == "small":
+                assert up[drawn].all()  # the whole object is in its box
+            elif not any(o.size == "small" for o in s.shapes):
+                assert not up.any()
+        n_small = sum(o.size == "small" for o in s.shapes)
+        assert box.sum() <= n_small * 6 * 6  # a 38 px box spans at most 6 latent pixels a side
+    ds = Dataset(small_maps=True)
+    idx = torch.arange(4)
+    want = torch.from_numpy(np.stack([small_boxes(s) for s in sc]))
+    assert torch.equal(ds.small[idx].float(), want)
+    *_, fg, _, _, small = ds.batch(np.random.default_rng(0), 16)
+    w = pixel_weights(fg, 4.0, 0.0, small, 6.0)
+    assert torch.allclose(w - pixel_weights(fg, 4.0), 6.0 * small)
+    assert Dataset().batch(np.random.default_rng(0), 2)[-1] is None  # off: no maps built

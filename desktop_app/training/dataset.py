@@ -101,8 +101,13 @@ class Dataset:
             self.fg.append(torch.load(fg_path) if fg_path.exists()
                            else torch.zeros(lt["lat"].shape[0], *lt["lat"].shape[-2:]).half())
             if self.small_maps:
-                side = lt["lat"].shape[-1]
-                small.append(np.stack([small_boxes(s, side) for s in data.chunk_scenes(c)]))
+                stored = t.get("scenes")
+                sc = ([data.scene_from_json(d) for d in stored] if stored is not None
+                      else data.chunk_scenes(c))
+                if len(sc) != lt["lat"].shape[0]:
+                    raise SystemExit(f"chunk {c}: {len(sc)} scenes for {lt['lat'].shape[0]} "
+                                     "latents; rerun `python -m desktop_app.training.data text`")
+                small.append(np.stack([small_boxes(s, lt["lat"].shape[-1]) for s in sc]))
             c += 1
         self.chunks = c
         self.emb = torch.cat(self.emb)
