@@ -164,6 +164,37 @@ def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monk
     assert json.loads((common.MODEL_DIR / "training_state.json").read_text())["step"] == 101
 
 
+def test_warm_restart_starts_from_the_checkpoints_ema_once_then_resumes(tmp_path, monkeypatch):
+    # The recipe's last phase: at exactly the asked step the run restarts from the EMA weights
+    # (what shipped), with a fresh optimizer and warm-up; a later run resumes as usual.
+    common = _tiny_cache(tmp_path, monkeypatch)
+    torch.manual_seed(7)
+    net = training_unet.make_unet("base")
+    raw = {k: v + 0.01 for k, v in net.state_dict().items()}  # training weights, not the EMA
+    torch.save({"model": raw, "ema": net.state_dict(), "opt": {}, "step": 100, "arch": "base"},
+               common.CACHE_DIR / "unet.pt")
+    args = ["--steps", "101", "--batch", "2", "--eval-n", "0", "--lr", "1e-6",
+            "--warm-restart-at", "100"]
+    training_unet.main(args)
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st["step"], st["fresh_from"]) == (101, 100)
+    start = net.state_dict()
+    assert max((v - start[k]).abs().max().item() for k, v in st["model"].items()) < 1e-3
+    assert st["opt"]["state"]  # the optimizer's own moments, none carried over
+    # Past the restart step it resumes: the online weights go on from where they stood.
+    after = {k: v.clone() for k, v in st["model"].items()}
+    training_unet.main(["--steps", "102"] + args[2:])
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert (st["step"], st["fresh_from"]) == (102, 100)
+    assert max((v - after[k]).abs().max().item() for k, v in st["model"].items()) < 1e-3
+    # Without the flag, a checkpoint resumes its online weights (the raw ones here).
+    torch.save({"model": raw, "ema": net.state_dict(), "opt": st["opt"], "step": 100,
+                "arch": "base"}, common.CACHE_DIR / "unet.pt")
+    training_unet.main(args[:-2])
+    st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
+    assert max((v - raw[k]).abs().max().item() for k, v in st["model"].items()) < 1e-3
+
+
 def test_training_grows_a_deep32_checkpoint_and_trains_only_the_new_blocks_fast(tmp_path,
                                                                                  monkeypatch):
     common = _tiny_cache(tmp_path, monkeypatch)

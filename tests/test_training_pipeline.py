@@ -10,10 +10,10 @@ from desktop_app.training import common, pipeline
 
 
 @pytest.mark.parametrize("held, expected", [
-    (None, ["base", "deep32", "deep32", "deep32_16", "deeper32_16"]),  # nothing cached or shipped
-    ("deep32", ["deep32", "deep32", "deep32_16", "deeper32_16"]),
-    ("deep32_16", ["deep32_16", "deeper32_16"]),
-    ("deeper32_16", ["deeper32_16"]),
+    (None, ["base", "deep32", "deep32", "deep32_16", "deeper32_16", "deeper32_16"]),  # nothing
+    ("deep32", ["deep32", "deep32", "deep32_16", "deeper32_16", "deeper32_16"]),
+    ("deep32_16", ["deep32_16", "deeper32_16", "deeper32_16"]),
+    ("deeper32_16", ["deeper32_16", "deeper32_16"]),
 ])
 def test_unet_phases_resume_from_the_checkpoint_arch(monkeypatch, tmp_path, held, expected):
     monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
@@ -40,5 +40,5 @@ def test_the_recipe_ends_at_the_shipped_unets_step():
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "builtin" / "training_state.json"
     total = (pipeline.UNET_STEPS + pipeline.GROW_STEPS + pipeline.RESTART_STEPS
-             + pipeline.GROW16_STEPS + pipeline.DEEPER32_STEPS)
+             + pipeline.GROW16_STEPS + pipeline.DEEPER32_STEPS + pipeline.FINAL_RESTART_STEPS)
     assert json.loads(shipped.read_text())["step"] == total
