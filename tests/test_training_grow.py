@@ -379,6 +379,12 @@ def test_bare_kinds_neither_gives_only_captions_without_size_and_place(tmp_path,
     assert taken == set(neither)
     expected = 0.6 * 0.85 * len(neither) / 4
     assert expected - 0.03 < is_bare.float().mean() < expected + 0.03
+    # --bare-kinds nosize: only the scenes whose bare caption keeps the places but not the sizes.
+    nosize = {i for i, k in enumerate(kinds) if data.BARE_KINDS[k] == (False, True)}
+    assert nosize and not nosize & set(neither)
+    emb = Dataset(bare_share=1.0, bare_kinds="nosize").batch(np.random.default_rng(1), 4000)[3]
+    is_bare = (emb >= 7.0).flatten(1).all(1)
+    assert {int(v) - 7 for v in emb[is_bare][:, 0, 0].unique()} == nosize
     torch.save({"emb": bare, "captions": [["a red circle"]] * 4}, data.DATA_DIR / "bare_000.pt")
     with pytest.raises(SystemExit, match="other scenes"):
         Dataset(bare_share=0.6, bare_kinds="neither")

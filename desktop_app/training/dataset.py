@@ -30,7 +30,7 @@ def small_boxes(scene: scenes.Scene, side: int = 32, margin: int = 1) -> np.ndar
 
 
 # --bare-kinds choices (data.BARE_KINDS is something else: which parts a bare caption keeps)
-BARE_CHOICES = ("all", "neither", "neither1")
+BARE_CHOICES = ("all", "neither", "neither1", "nosize")
 
 
 class Dataset:
@@ -45,6 +45,7 @@ class Dataset:
         # one of its two captions. bare_kinds "neither": only scenes whose bare caption names
         # neither size nor place (a third of them) take it; the others keep their captions.
         # "neither1": of those, only the one-object scenes ("a red circle on a gray background").
+        # "nosize": only scenes whose bare caption drops the sizes but keeps the places.
         self.bare_share = bare_share
         if bare_kinds not in BARE_CHOICES:
             raise ValueError(f"bare_kinds must be one of {', '.join(BARE_CHOICES)}, "
@@ -157,7 +158,8 @@ class Dataset:
             raise SystemExit(f"bare_{c:03d}.pt was made from other scenes or another seed: "
                              "delete the bare chunks and rerun `python -m desktop_app.training.data "
                              "bare`")
-        ok = np.array(kinds) == data.BARE_KINDS.index((False, False))
+        wanted = (False, True) if self.bare_kinds == "nosize" else (False, False)
+        ok = np.array(kinds) == data.BARE_KINDS.index(wanted)
         if self.bare_kinds == "neither1":
             ok &= np.array([len(s.shapes) == 1 for s in data.chunk_scenes(c)])
         return ok

@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="'neither': only the scenes whose bare caption names neither size nor "
                          "place (a third) take it, so --bare-captions 0.4 gives about 13%% of "
                          "samples such captions and every other sample a full caption; "
-                         "'neither1': only the one-object scenes among those (two in five)")
+                         "'neither1': only the one-object scenes among those (two in five); "
+                         "'nosize': only the scenes whose bare caption drops the sizes but keeps "
+                         "the places (a third)")
     # The shipped UNet's last phase: 800 steps more from the 28,400 export with nothing changed
     # but a fresh optimizer and a second anneal placed more paint-with-words objects (model card).
     ap.add_argument("--warm-restart-at", type=int, default=None, metavar="STEP",
