@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from desktop_app.training import grounding, scenes
-from desktop_app.training import unet as training_unet
+from desktop_app.training import grounding, scenes, unet_arch
 
 TOKENIZER = Path(__file__).resolve().parents[1] / "models" / "builtin" / "tokenizer"
 
@@ -56,7 +55,7 @@ def test_token_matrix_marks_each_objects_colour_and_shape_tokens(tok):
 
 def _unet():
     torch.manual_seed(0)
-    net = training_unet.make_unet("base")
+    net = unet_arch.make_unet("base")
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))

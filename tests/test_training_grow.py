@@ -12,12 +12,13 @@ import torch
 from tiny_models import trained_builtin_unet
 
 from desktop_app.training import unet as training_unet
+from desktop_app.training import unet_arch
 
 _trained = trained_builtin_unet
 
 
 def _pair(seed: int, arch: str = "attn32"):
-    return _trained(seed), training_unet.make_unet(arch).eval()
+    return _trained(seed), unet_arch.make_unet(arch).eval()
 
 
 def _run(net, seed: int = 1):
@@ -30,7 +31,7 @@ def _run(net, seed: int = 1):
 
 def test_grown_unet_starts_with_the_same_function_and_its_new_attention_is_live():
     small, big = _pair(0)
-    added = training_unet.grow(small, big)
+    added = unet_arch.grow(small, big)
     assert added and all(".attentions." in k for k in added)
     assert any(k.startswith("down_blocks.0.attentions.0.") for k in added)
     assert any(k.startswith("up_blocks.2.attentions.") for k in added)
@@ -43,14 +44,14 @@ def test_grown_unet_starts_with_the_same_function_and_its_new_attention_is_live(
 
 def test_deepened_unet_starts_with_the_same_function_and_its_new_resnets_are_live():
     small, big = _pair(2, "deep32")
-    added = training_unet.grow(small, big)
+    added = unet_arch.grow(small, big)
     blocks = {re.match(r"(.*?\.resnets\.\d+)\.", k).group(1) for k in added}
     # Three new resnets each way at the 32x32 level; the old up resnet 1 moved to the end, where
     # it still meets the skip from conv_in that it was trained on.
     assert blocks == {"down_blocks.0.resnets.1", "down_blocks.0.resnets.2",
                       "down_blocks.0.resnets.3", "up_blocks.2.resnets.1", "up_blocks.2.resnets.2",
                       "up_blocks.2.resnets.3"}
-    assert set(added) == training_unet.grown_tensors("deep32")
+    assert set(added) == unet_arch.grown_tensors("deep32")
     torch.testing.assert_close(big.up_blocks[2].resnets[4].conv1.weight,
                                small.up_blocks[2].resnets[1].conv1.weight, rtol=0, atol=0)
     torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
@@ -65,12 +66,12 @@ def test_deepened_unet_starts_with_the_same_function_and_its_new_resnets_are_liv
 
 def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
     small = _trained(4, "deep32")
-    big = training_unet.make_unet("deep32_16").eval()
-    added = training_unet.grow(small, big)
+    big = unet_arch.make_unet("deep32_16").eval()
+    added = unet_arch.grow(small, big)
     blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
     assert blocks == {"down_blocks.1.resnets.1", "down_blocks.1.attentions.1",
                       "up_blocks.1.resnets.1", "up_blocks.1.attentions.1"}
-    assert set(added) == training_unet.grown_tensors("deep32_16")  # relative to deep32
+    assert set(added) == unet_arch.grown_tensors("deep32_16")  # relative to deep32
     # The old second up block at 16x16 moved behind the new one, attention included.
     torch.testing.assert_close(big.up_blocks[1].attentions[2].proj_in.weight,
                                small.up_blocks[1].attentions[1].proj_in.weight, rtol=0, atol=0)
@@ -78,20 +79,20 @@ def test_deep32_grows_a_cross_attention_level_at_16_with_the_same_function():
     with torch.no_grad():  # the new cross-attention block, once trained, changes the output
         big.down_blocks[1].attentions[1].proj_out.weight.normal_(0, 0.1)
     assert (_run(big) - _run(small)).abs().max() > 1e-3
-    assert [training_unet.arch_of(training_unet.ARCHS[a]) for a in training_unet.ARCHS] == list(
-        training_unet.ARCHS)
-    assert training_unet.arch_of(dict(training_unet.UNET_CONFIG, layers_per_block=3)) is None
+    assert [unet_arch.arch_of(unet_arch.ARCHS[a]) for a in unet_arch.ARCHS] == list(
+        unet_arch.ARCHS)
+    assert unet_arch.arch_of(dict(unet_arch.UNET_CONFIG, layers_per_block=3)) is None
 
 
 def test_deeper32_16_grows_the_32_level_again_with_the_same_function():
     small = _trained(5, "deep32_16")
-    big = training_unet.make_unet("deeper32_16").eval()
-    added = training_unet.grow(small, big)
+    big = unet_arch.make_unet("deeper32_16").eval()
+    added = unet_arch.grow(small, big)
     blocks = {re.match(r"(.*?\.(?:resnets|attentions)\.\d+)\.", k).group(1) for k in added}
     # Three more resnets each way at 32x32, after deep32's four down and its five up resnets' first.
     assert blocks == {f"down_blocks.0.resnets.{i}" for i in (4, 5, 6)} | {
         f"up_blocks.2.resnets.{i}" for i in (1, 2, 3)}
-    assert set(added) == training_unet.grown_tensors("deeper32_16")  # relative to deep32_16
+    assert set(added) == unet_arch.grown_tensors("deeper32_16")  # relative to deep32_16
     torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
     with torch.no_grad():
         big.up_blocks[2].resnets[3].conv2.weight.normal_(0, 0.1)
@@ -101,14 +102,14 @@ def test_deeper32_16_grows_the_32_level_again_with_the_same_function():
 def test_grow_refuses_anything_but_added_blocks():
     from diffusers import UNet2DConditionModel
 
-    small = training_unet.make_unet("base")
-    wider = UNet2DConditionModel(**dict(training_unet.UNET_CONFIG, block_out_channels=(48, 64, 128)))
+    small = unet_arch.make_unet("base")
+    wider = UNet2DConditionModel(**dict(unet_arch.UNET_CONFIG, block_out_channels=(48, 64, 128)))
     with pytest.raises(ValueError, match="cannot grow"):
-        training_unet.grow(small, wider)
+        unet_arch.grow(small, wider)
     with pytest.raises(ValueError, match="lacks"):
-        training_unet.grow(training_unet.make_unet("attn32"), small)
+        unet_arch.grow(unet_arch.make_unet("attn32"), small)
     with pytest.raises(ValueError, match="cannot grow"):
-        training_unet.grow(training_unet.make_unet("deep32"), small)
+        unet_arch.grow(unet_arch.make_unet("deep32"), small)
 
 
 def _tiny_cache(tmp_path, monkeypatch, n: int = 4):
@@ -156,7 +157,7 @@ def test_training_grows_a_base_checkpoint_into_the_bigger_network(tmp_path, monk
                         "--lr", "1e-6"])
     st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
     assert (st["arch"], st["step"], st["fresh_from"]) == ("deep32", 101, 100)
-    grown = training_unet.make_unet("deep32")
+    grown = unet_arch.make_unet("deep32")
     grown.load_state_dict(st["model"])
     # One tiny step from the grown EMA weights: the old up resnet 1 sits at index 4 now.
     moved = grown.up_blocks[2].resnets[4].conv1.weight - small.up_blocks[2].resnets[1].conv1.weight
@@ -169,7 +170,7 @@ def test_warm_restart_starts_from_the_checkpoints_ema_once_then_resumes(tmp_path
     # (what shipped), with a fresh optimizer and warm-up; a later run resumes as usual.
     common = _tiny_cache(tmp_path, monkeypatch)
     torch.manual_seed(7)
-    net = training_unet.make_unet("base")
+    net = unet_arch.make_unet("base")
     raw = {k: v + 0.01 for k, v in net.state_dict().items()}  # training weights, not the EMA
     torch.save({"model": raw, "ema": net.state_dict(), "opt": {}, "step": 100, "arch": "base"},
                common.CACHE_DIR / "unet.pt")
@@ -199,7 +200,7 @@ def test_training_grows_a_deep32_checkpoint_and_trains_only_the_new_blocks_fast(
                                                                                  monkeypatch):
     common = _tiny_cache(tmp_path, monkeypatch)
     torch.manual_seed(5)
-    small = training_unet.make_unet("deep32")
+    small = unet_arch.make_unet("deep32")
     torch.save({"model": small.state_dict(), "ema": small.state_dict(), "opt": {}, "step": 50,
                 "arch": "deep32"}, common.CACHE_DIR / "unet.pt")
     # Old weights frozen (--old-lr-scale 0): after a step only deep32_16's new blocks moved.
@@ -207,11 +208,11 @@ def test_training_grows_a_deep32_checkpoint_and_trains_only_the_new_blocks_fast(
                         "--lr", "1e-3", "--old-lr-scale", "0"])
     st = torch.load(common.CACHE_DIR / "unet.pt", weights_only=True)
     assert (st["arch"], st["step"], st["fresh_from"]) == ("deep32_16", 51, 50)
-    grown = training_unet.make_unet("deep32_16")
-    training_unet.grow(small, grown)
+    grown = unet_arch.make_unet("deep32_16")
+    unet_arch.grow(small, grown)
     start = grown.state_dict()
     moved = {k for k, v in st["model"].items() if not torch.equal(v, start[k])}
-    assert moved and moved <= training_unet.grown_tensors("deep32_16")
+    assert moved and moved <= unet_arch.grown_tensors("deep32_16")
     # A checkpoint that cannot grow into the asked architecture is refused by name.
     with pytest.raises(SystemExit, match="cannot grow"):
         training_unet.main(["--arch", "deep32", "--steps", "52", "--batch", "2", "--eval-n", "0"])
@@ -236,9 +237,9 @@ def test_training_the_text_encoders_top_layer_with_the_unet(tmp_path, monkeypatc
     export.save_text_encoder(enc, common.MODEL_DIR)
     tok.save_pretrained(common.MODEL_DIR / "tokenizer")
     torch.manual_seed(5)
-    net = training_unet.make_unet("deep32_16")
+    net = unet_arch.make_unet("deep32_16")
     # A checkpoint without text layers (the UNet's Adam state kept): they join at its step.
-    added = training_unet.grown_tensors("deep32_16")
+    added = unet_arch.grown_tensors("deep32_16")
     named = list(net.named_parameters())
     opt = torch.optim.AdamW([{"params": [p for k, p in named if k not in added]},
                              {"params": [p for k, p in named if k in added]}])
@@ -306,7 +307,7 @@ def test_localization_reads_a_model_folder_and_rises_when_attention_is_grounded(
     export.save_text_encoder(enc, model)
     tok.save_pretrained(model / "tokenizer")
     torch.manual_seed(0)
-    net = training_unet.make_unet("base")
+    net = unet_arch.make_unet("base")
     net.save_pretrained(model / "unet")
     before = grounding.localization(model, n=4, timesteps=(500,))[0]
     cover = np.mean([grounding.object_masks(s)[:2].mean() for s in sc])

@@ -358,12 +358,12 @@ def save_tiny_taesd(out: Path) -> Path:
 
 
 def trained_builtin_unet(seed: int, arch: str = "base"):
-    """A built-in-architecture UNet (training/unet.py) with its weights moved off their init,
+    """A built-in-architecture UNet (training/unet_arch.py) with its weights moved off their init,
     whose zero biases and zeroed projections would hide mistakes."""
-    from desktop_app.training import unet as training_unet
+    from desktop_app.training import unet_arch
 
     torch.manual_seed(seed)
-    net = training_unet.make_unet(arch).eval()
+    net = unet_arch.make_unet(arch).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -34,7 +34,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from desktop_app.training import common, data, export, unet, vae  # noqa: E402
+from desktop_app.training import common, data, export, unet, unet_arch, vae  # noqa: E402
 
 VAE_CROP_STEPS = 1750
 VAE_FULL_STEPS = 2200
@@ -144,7 +144,7 @@ def _unet_arch() -> str:
     shipped = common.MODEL_DIR / "unet" / "config.json"
     if not shipped.exists():
         return "base"
-    return unet.arch_of(json.loads(shipped.read_text())) or "base"
+    return unet_arch.arch_of(json.loads(shipped.read_text())) or "base"
 
 
 if __name__ == "__main__":
