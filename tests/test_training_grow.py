@@ -445,7 +445,7 @@ def test_small_weight_weighs_each_small_objects_box_and_nothing_else(tmp_path, m
     idx = torch.arange(4)
     want = torch.from_numpy(np.stack([small_boxes(s) for s in sc]))
     assert torch.equal(ds.small[idx].float(), want)
-    *_, fg, _, _, small = ds.batch(np.random.default_rng(0), 16)
+    *_, fg, _, _, small, _ = ds.batch(np.random.default_rng(0), 16)
     w = pixel_weights(fg, 4.0, 0.0, small, 6.0)
     assert torch.allclose(w - pixel_weights(fg, 4.0), 6.0 * small)
-    assert Dataset().batch(np.random.default_rng(0), 2)[-1] is None  # off: no maps built
+    assert Dataset().batch(np.random.default_rng(0), 2)[-2] is None  # off: no maps built

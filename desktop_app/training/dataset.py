@@ -37,7 +37,8 @@ class Dataset:
     """All prepared chunks in memory; reload() picks up chunks prepared while training runs."""
 
     def __init__(self, tokenizer=None, grounding_tokenizer=None, bare_share: float = 0.0,
-                 bare_kinds: str = "all", small_maps: bool = False) -> None:
+                 bare_kinds: str = "all", small_maps: bool = False,
+                 layout_tokenizer=None, layout_share: float = 0.0) -> None:
         self.chunks = 0
         self.tokenizer = tokenizer  # set: batches also carry token ids (--text-layers)
         self.grounding_tokenizer = grounding_tokenizer  # set: and object tokens + masks
@@ -53,6 +54,13 @@ class Dataset:
         self.bare_kinds = bare_kinds
         # Set: batches also carry small_boxes() of each scene (for --small-weight).
         self.small_maps = small_maps
+        # Set: this share of the samples that keep a caption trains with paint-with-words
+        # (training/layout_bias.py): the bare caption, and a region per object.
+        self.layout_tokenizer = layout_tokenizer if layout_share else None
+        self.layout_share = layout_share
+        if layout_share and (tokenizer is not None or grounding_tokenizer is not None):
+            raise SystemExit("--layout-share works with the frozen text encoder only (not with "
+                             "--text-layers or --grounding)")
         if bare_share and (tokenizer is not None or grounding_tokenizer is not None):
             raise SystemExit("bare captions work with the frozen text encoder only (not with "
                              "--text-layers or --grounding)")
@@ -77,6 +85,7 @@ class Dataset:
         self.emb, self.lat, self.mlat, self.masks, self.fg = [], [], [], [], []
         small: list[np.ndarray] = []
         bare_ok: list[np.ndarray] = []
+        bare_caps: list[str] = []
         captions: list[str] = []
         scene_list: list = []
         c = 0
@@ -84,7 +93,7 @@ class Dataset:
                 data.DATA_DIR / f"text_{c:03d}.pt").exists():
             t = torch.load(data.DATA_DIR / f"text_{c:03d}.pt", weights_only=False)
             lt = torch.load(data.DATA_DIR / f"lat_{c:03d}.pt", weights_only=False)
-            if self.bare_share:
+            if self.bare_share or self.layout_share:
                 bare_path = data.DATA_DIR / f"bare_{c:03d}.pt"
                 if not bare_path.exists():
                     raise SystemExit(f"no bare captions for chunk {c}: run `python -m "
@@ -92,6 +101,7 @@ class Dataset:
                 bare = torch.load(bare_path, weights_only=False)
                 t["emb"] = torch.cat([t["emb"], bare["emb"]], dim=1)
                 bare_ok.append(self._bare_ok(c, bare["captions"]))
+                bare_caps += [scene[0] for scene in bare["captions"]]
             self.emb.append(t["emb"])
             captions += [text for scene in t.get("captions", ()) for text in scene]
             scene_list += t.get("scenes", [])
@@ -131,7 +141,24 @@ class Dataset:
             self.empty_ids, self.empty_att = ids[-1], att[-1]
         if self.grounding_tokenizer is not None:
             self._prepare_grounding(captions, scene_list)
+        if self.layout_share:
+            self._prepare_layout(captions, bare_caps, scene_list)
         return True
+
+    def _prepare_layout(self, captions: list[str], bare_caps: list[str],
+                        scene_list: list) -> None:
+        """Each scene's objects and the tokens of their "<colour> <shape>" in its bare caption."""
+        import torch
+
+        from desktop_app.training import grounding
+
+        if len(bare_caps) != self.n or len(scene_list) != self.n:
+            raise SystemExit("--layout-share needs the scenes in the text chunks and the bare "
+                             "captions: rerun `python -m desktop_app.training.data text` and "
+                             "`... bare`")
+        self.scenes = [data.scene_from_json(d) for d in scene_list]
+        self.lay_tokens = torch.from_numpy(grounding.token_matrix(
+            self.layout_tokenizer, bare_caps, self.scenes, data.MAX_TOKENS))
 
     def _prepare_grounding(self, captions: list[str], scene_list: list) -> None:
         import torch
@@ -173,8 +200,13 @@ class Dataset:
             bare = (rng.random(size) < self.bare_share) & self.bare_ok[idx.numpy()]
             cap = torch.from_numpy(np.where(bare, 2, rng.integers(0, 2, size)))
         else:
-            cap = torch.from_numpy(rng.integers(0, self.emb.shape[1], size))
+            cap = torch.from_numpy(rng.integers(0, 2, size))  # slot 2, if loaded, is the bare one
         drop = torch.from_numpy(rng.random(size) < CFG_DROP)
+        layout = None
+        if self.layout_share:  # paint-with-words samples read the bare caption (slot 2)
+            lay = (rng.random(size) < self.layout_share) & ~drop.numpy()
+            cap[torch.from_numpy(lay)] = 2
+            layout = self._layout(rng, idx.numpy(), lay)
         if self.tokenizer is None:  # the cached embeddings of the frozen encoder
             emb = self.emb[idx, cap].float()
             emb[drop] = self.empty.float()
@@ -196,4 +228,21 @@ class Dataset:
             obj_tokens[drop] = 0.0
             ground = (obj_tokens, self.obj_masks[idx].float())
         small = self.small[idx].float()[:, None] if self.small is not None else None
-        return lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens, ground, small
+        return (lat, mask, mlat, emb, self.fg[idx].float()[:, None], tokens, ground, small,
+                layout)
+
+    def _layout(self, rng: np.random.Generator, idx: np.ndarray, lay: np.ndarray):
+        """(rects, tokens, strength) for layout_bias.LayoutBias.set: zero strength and no
+        tokens for the samples without a layout."""
+        import torch
+
+        from desktop_app.training import layout_bias
+
+        rects = np.zeros((len(idx), layout_bias.MAX_OBJECTS, 4), np.float32)
+        strength = np.zeros(len(idx), np.float32)
+        for b in np.flatnonzero(lay):
+            rects[b] = layout_bias.object_rects(self.scenes[idx[b]], rng)
+            strength[b] = rng.uniform(*layout_bias.STRENGTH)
+        tokens = self.lay_tokens[torch.from_numpy(idx)].clone()
+        tokens[torch.from_numpy(~lay)] = False
+        return torch.from_numpy(rects), tokens, torch.from_numpy(strength)

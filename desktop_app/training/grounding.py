@@ -181,7 +181,7 @@ def probe_batch(tok: Any, n: int = 64, seed: int = 123) -> dict:
     from desktop_app.training.dataset import Dataset
 
     ds = Dataset(tokenizer=tok, grounding_tokenizer=tok)
-    lat, mask, mlat, _, _, (ids, att), ground, _ = ds.batch(np.random.default_rng(seed), n)
+    lat, mask, mlat, _, _, (ids, att), ground, _, _ = ds.batch(np.random.default_rng(seed), n)
     mask[:] = 1.0
     mlat[:] = ds.masked_full.float()
     noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed))

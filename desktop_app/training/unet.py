@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
                          "'neither1': only the one-object scenes among those (two in five); "
                          "'nosize': only the scenes whose bare caption drops the sizes but keeps "
                          "the places (a third)")
+    ap.add_argument("--layout-share", type=float, default=0.0, metavar="SHARE",
+                    help="this share of the samples that keep a caption trains with "
+                         "paint-with-words: the bare caption, and the engine's bias pushing each "
+                         "object's words into a region around it (training/layout_bias.py; "
+                         "`python -m desktop_app.training.data bare` first)")
     # The shipped UNet's last phase: 800 steps more from the 28,400 export with nothing changed
     # but a fresh optimizer and a second anneal placed more paint-with-words objects (model card).
     ap.add_argument("--warm-restart-at", type=int, default=None, metavar="STEP",
@@ -173,7 +178,11 @@ def main(argv: list[str] | None = None) -> None:
                          "embeddings (from the pretrained one) no longer match it: pass "
                          "--text-layers")
     text = TextTop(args.text_layers) if args.text_layers else None
-    ground_tok = None
+    ground_tok = lay_tok = None
+    if args.layout_share:
+        from transformers import AutoTokenizer
+
+        lay_tok = AutoTokenizer.from_pretrained(common.MODEL_DIR / "tokenizer")
     if args.grounding:
         from transformers import AutoTokenizer
 
@@ -181,11 +190,14 @@ def main(argv: list[str] | None = None) -> None:
             common.MODEL_DIR / "tokenizer")
     ds = Dataset(tokenizer=text.tok if text else None, grounding_tokenizer=ground_tok,
                  bare_share=args.bare_captions, bare_kinds=args.bare_kinds,
-                 small_maps=bool(args.small_weight))
+                 small_maps=bool(args.small_weight), layout_tokenizer=lay_tok,
+                 layout_share=args.layout_share)
     logf = common.CACHE_DIR / "unet.log"
     common.log(f"dataset: {ds.n} scenes from {ds.chunks} chunks"
                + (f", bare captions ({args.bare_kinds}) for {args.bare_captions:.0%} of samples"
-                  if args.bare_captions else ""), logf)
+                  if args.bare_captions else "")
+               + (f", paint-with-words layouts for {args.layout_share:.0%} of captioned samples"
+                  if args.layout_share else ""), logf)
     unet = make_unet(args.arch)
     ema = copy.deepcopy(unet).requires_grad_(False)
     # After a growth the old weights are already trained: --old-lr-scale lets them move slower
@@ -281,6 +293,11 @@ def main(argv: list[str] | None = None) -> None:
 
         grounding = Grounding(unet)  # records the online UNet's attention, not the EMA's
         common.log(f"token grounding loss, weight {args.grounding:g}", logf)
+    layout_bias = None
+    if args.layout_share:
+        from desktop_app.training.layout_bias import LayoutBias
+
+        layout_bias = LayoutBias(unet)
     t0, losses, ground_losses = time.time(), [], []
     while step < args.steps:
         lr = learning_rate(step, args, fresh_from)
@@ -289,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         if text is not None:
             opt.param_groups[-1]["lr"] = float(
                 learning_rate(step, args, text_from)) * args.text_lr_scale
-        lat, mask, mlat, emb, fg, tokens, ground, small = ds.batch(rng, args.batch)
+        lat, mask, mlat, emb, fg, tokens, ground, small, layout = ds.batch(rng, args.batch)
         if text is not None:
             emb = text(tokens)
         t = torch.from_numpy(rng.integers(0, 1000, args.batch))
@@ -297,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         a = acp[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * lat + (1 - a).sqrt() * noise
         target = a.sqrt() * noise - (1 - a).sqrt() * lat
+        if layout_bias is not None:  # σ = √((1 − ᾱ)/ᾱ), the engine's noise level of the step
+            layout_bias.set(*layout, torch.log1p(((1 - a) / a).sqrt()).view(-1))
         pred = unet(torch.cat([noisy, mask, mlat], 1), t, encoder_hidden_states=emb).sample
         snr = a / (1 - a)
         w = loss_weight(snr, args.weighting)
