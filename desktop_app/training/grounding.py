@@ -68,6 +68,18 @@ def token_matrix(tok: Any, captions: list[str], scene_of: list[scenes.Scene],
     return out
 
 
+def wrap_cross_attention(unet: Any, wrap: Any) -> dict:
+    """Give each cross-attention layer of `unet` the processor wrap(original); returns the
+    original processors, for unet.set_attn_processor(dict(saved)) to put back."""
+    saved = dict(unet.attn_processors)
+    procs = dict(saved)
+    for name, proc in procs.items():
+        if name.endswith("attn2.processor"):
+            procs[name] = wrap(proc)
+    unet.set_attn_processor(procs)
+    return saved
+
+
 class Grounding:
     """Records the cross-attention probabilities of a UNet's 16x16 and 8x8 layers during one
     forward pass (replacing their processors; remove() restores them) and turns them into L."""
@@ -76,12 +88,7 @@ class Grounding:
         self.unet = unet
         self.sizes = sizes
         self.probs: list[Any] = []
-        self._saved = dict(unet.attn_processors)
-        procs = dict(self._saved)
-        for name, proc in procs.items():
-            if name.endswith("attn2.processor"):
-                procs[name] = _Recorder(self, proc)
-        unet.set_attn_processor(procs)
+        self._saved = wrap_cross_attention(unet, lambda proc: _Recorder(self, proc))
 
     def remove(self) -> None:
         self.unet.set_attn_processor(dict(self._saved))

@@ -79,12 +79,7 @@ class LayoutBias:
         self.outside = outside
         self.layout: tuple | None = None
         self._templates: dict[tuple[int, int], Any] = {}
-        self._saved = dict(unet.attn_processors)
-        procs = dict(self._saved)
-        for name, proc in procs.items():
-            if name.endswith("attn2.processor"):
-                procs[name] = _Biased(self, proc)
-        unet.set_attn_processor(procs)
+        self._saved = grounding.wrap_cross_attention(unet, lambda proc: _Biased(self, proc))
 
     def remove(self) -> None:
         self.unet.set_attn_processor(dict(self._saved))
