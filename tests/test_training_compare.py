@@ -147,6 +147,18 @@ def test_breakdown_groups_paint_with_words_objects_by_shape():
     # Layouts from another seed are other objects: no per-shape rows rather than wrong ones.
     b["pww_seed"] = 7000
     assert not any(line.startswith("| pww") for line in compare.breakdown(a, b))
+    # Three-object layouts (--pww-objects 3) are rebuilt with their three objects each; a file of
+    # two-object layouts is not compared with them.
+    threes = pww_quality.cases(30, 6000, n_objects=3)
+    c = {"model": "c", "pww_seed": 6000, "pww_objects": 3, "sets": {"pww8": [
+        {"placed": [o.shape == "triangle" for o in x.scene.shapes]} for x in threes]}}
+    rows = {line.split("|")[3].strip(): [x.strip() for x in line.split("|")[4:-1]]
+            for line in compare.breakdown(c) if line.startswith("| pww8 | placed")}
+    n_tri = sum(o.shape == "triangle" for x in threes for o in x.scene.shapes)
+    assert sum(int(v[0]) for v in rows.values()) == 90
+    assert rows["any size triangle"] == [str(n_tri), "100.0%"]
+    assert rows["any size circle"][1] == "0.0%"
+    assert not any(line.startswith("| pww") for line in compare.breakdown(c, a))
 
 
 def test_place_from_prompt_gives_the_measured_prompts_their_regions():

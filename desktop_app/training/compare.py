@@ -9,7 +9,8 @@ model gained and lost against the other, and a two-sided sign test on those.
 
 Sets: single, bare (one object by colour and shape alone), two, inpaint (quality.py's cases,
 --n each) and pwwW (pww_quality.py's layouts at
-strength W, --pww-n of them; pww0 is the same prompts without a layout). Each set runs on one
+strength W, --pww-n of them, --pww-objects objects each; pww0 is the same prompts without a
+layout). Each set runs on one
 model in about --n x 3 seconds on one core; give each its own process to use more.
 
 A decoder candidate is compared on the very latents the shipped decoder reads: `--also-vae DIR
@@ -83,7 +84,7 @@ def with_prompt_regions(request, strength: float):
 
 def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
             pww_seed: int = 4000, place_from_prompt: bool = False,
-            only_masked: int | None = None) -> list[list[dict]]:
+            only_masked: int | None = None, pww_objects: int = 2) -> list[list[dict]]:
     """Per decoder, per case: what it got right. `place_from_prompt`: the single, two and
     inpaint prompts get regions from their position words (with_prompt_regions).
     `only_masked`: inpaint jobs work on a crop around the mask with this padding, scaled to the
@@ -94,7 +95,7 @@ def run_set(decoders: Decoders, name: str, n: int, pww_n: int, steps: int = 20,
     if name.startswith("pww"):
         strength = float(name[3:])
         items = [(c, pww_quality.request_for(c, strength, steps, cfg), pww_quality.score)
-                 for c in pww_quality.cases(pww_n, pww_seed)]
+                 for c in pww_quality.cases(pww_n, pww_seed, n_objects=pww_objects)]
     else:
         makers = {"single": quality.single_cases, "bare": quality.bare_cases,
                   "two": quality.two_cases, "inpaint": quality.inpaint_cases}
@@ -193,7 +194,8 @@ def _pww_breakdown(a: dict, b: dict | None) -> list[str]:
     recorded are left out."""
     lines = []
     seed = a.get("pww_seed")
-    if seed is None or (b and b.get("pww_seed") != seed):
+    if seed is None or (b and (b.get("pww_seed"), b.get("pww_objects", 2))
+                        != (seed, a.get("pww_objects", 2))):
         return lines
     for name in sorted(k for k in a["sets"] if k.startswith("pww")):
         ca = a["sets"][name]
@@ -202,7 +204,7 @@ def _pww_breakdown(a: dict, b: dict | None) -> list[str]:
             continue
         n = min(len(ca), len(cb)) if cb else len(ca)
         groups: dict[str, list[tuple[int, int]]] = {}
-        for i, case in enumerate(pww_quality.cases(n, seed)):
+        for i, case in enumerate(pww_quality.cases(n, seed, a.get("pww_objects", 2))):
             for j, obj in enumerate(case.scene.shapes):
                 groups.setdefault(obj.shape, []).append((i, j))
         for shape, idx in sorted(groups.items()):
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--steps", type=int, default=20)
     r.add_argument("--pww-seed", type=int, default=4000,
                    help="first seed of the paint-with-words layouts (4000: the tuning set)")
+    r.add_argument("--pww-objects", type=int, default=2, choices=(1, 2, 3),
+                   help="objects (regions) per paint-with-words layout")
     r.add_argument("--place-from-prompt", action="store_true",
                    help="give the single, two and inpaint prompts regions from their position "
                         "words, as Regions > From prompt does")
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     engine.load(args.model)
     decoders = Decoders(engine, (args.also_vae,) if args.also_vae else ())
     per_set = {name: run_set(decoders, name, args.n, args.pww_n, args.steps, args.pww_seed,
-                             args.place_from_prompt, args.only_masked)
+                             args.place_from_prompt, args.only_masked, args.pww_objects)
                for name in args.sets.split(",")}
     label = args.model + (" with regions from the prompt" if args.place_from_prompt else "")
     if args.only_masked is not None:
@@ -276,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     for k, (path, label) in enumerate(outs):
         sets = {name: results[k] for name, results in per_set.items()}
         path.write_text(json.dumps({"model": label, "steps": args.steps,
-                                    "pww_seed": args.pww_seed, "sets": sets}) + "\n")
+                                    "pww_seed": args.pww_seed,
+                                    "pww_objects": args.pww_objects, "sets": sets}) + "\n")
         print(label)
         for name, cases in sets.items():
             rates = {key: _flat(cases, key) for key in cases[0]}
