@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training_grow import _tiny_cache, _two_object_scenes
 
 from desktop_app.document.job import Region
 from desktop_app.engine.attention_maps import resize_mask
 from desktop_app.engine.pww import PaintWithWords
 from desktop_app.training import layout_bias, scenes
 from desktop_app.training.layout_bias import LayoutBias, region_masks
-from test_training_grow import _tiny_cache, _two_object_scenes
 
 CLIP_DIR = Path(__file__).parent / "fixtures" / "clip_tokenizer"
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "models" / "builtin" / "tokenizer"
