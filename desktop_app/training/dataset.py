@@ -142,11 +142,10 @@ class Dataset:
         if self.grounding_tokenizer is not None:
             self._prepare_grounding(captions, scene_list)
         if self.layout_share:
-            self._prepare_layout(captions, bare_caps, scene_list)
+            self._prepare_layout(bare_caps, scene_list)
         return True
 
-    def _prepare_layout(self, captions: list[str], bare_caps: list[str],
-                        scene_list: list) -> None:
+    def _prepare_layout(self, bare_caps: list[str], scene_list: list) -> None:
         """Each scene's objects and the tokens of their "<colour> <shape>" in its bare caption."""
         import torch
 

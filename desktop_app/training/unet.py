@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> None:
                          "paint-with-words: the bare caption, and the engine's bias pushing each "
                          "object's words into a region around it (training/layout_bias.py; "
                          "`python -m desktop_app.training.data bare` first)")
-    # The shipped UNet's last phase: 800 steps more from the 28,400 export with nothing changed
-    # but a fresh optimizer and a second anneal placed more paint-with-words objects (model card).
+    # The shipped UNet's last two phases: 800 steps more from the 28,400 export with nothing
+    # changed but a fresh optimizer and a second anneal placed more paint-with-words objects, and
+    # 800 more from 29,200 the same way with --layout-share 0.3 (model card).
     ap.add_argument("--warm-restart-at", type=int, default=None, metavar="STEP",
                     help="when the checkpoint stands at exactly STEP, restart from its EMA weights "
                          "(what would ship) with a fresh optimizer and a new warm-up, as a warm "
