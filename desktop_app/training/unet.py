@@ -180,15 +180,12 @@ def main(argv: list[str] | None = None) -> None:
                          "--text-layers")
     text = TextTop(args.text_layers) if args.text_layers else None
     ground_tok = lay_tok = None
-    if args.layout_share:
+    if args.grounding or args.layout_share:  # both map object words to the model's tokens
         from transformers import AutoTokenizer
 
-        lay_tok = AutoTokenizer.from_pretrained(common.MODEL_DIR / "tokenizer")
-    if args.grounding:
-        from transformers import AutoTokenizer
-
-        ground_tok = text.tok if text else AutoTokenizer.from_pretrained(
-            common.MODEL_DIR / "tokenizer")
+        tok = text.tok if text else AutoTokenizer.from_pretrained(common.MODEL_DIR / "tokenizer")
+        ground_tok = tok if args.grounding else None
+        lay_tok = tok if args.layout_share else None
     ds = Dataset(tokenizer=text.tok if text else None, grounding_tokenizer=ground_tok,
                  bare_share=args.bare_captions, bare_kinds=args.bare_kinds,
                  small_maps=bool(args.small_weight), layout_tokenizer=lay_tok,
