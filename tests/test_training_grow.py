@@ -99,6 +99,31 @@ def test_deeper32_16_grows_the_32_level_again_with_the_same_function():
     assert (_run(big) - _run(small)).abs().max() > 1e-3
 
 
+def test_deeper32_16_grows_second_transformer_blocks_at_16_with_the_same_function():
+    small = _trained(6, "deeper32_16")
+    big = unet_arch.make_unet("deeper32_16_t2").eval()
+    added = unet_arch.grow(small, big)
+    blocks = {re.match(r"(.*?\.transformer_blocks\.\d+)\.", k).group(1) for k in added}
+    # A second transformer block in each of the five 16x16 attentions (two down, three up), none
+    # at 8x8 or in the mid block.
+    assert blocks == {f"down_blocks.1.attentions.{i}.transformer_blocks.1" for i in (0, 1)} | {
+        f"up_blocks.1.attentions.{i}.transformer_blocks.1" for i in (0, 1, 2)}
+    assert set(added) == unet_arch.grown_tensors("deeper32_16_t2")
+    assert unet_arch.arch_of(dict(big.config)) == "deeper32_16_t2"
+    assert unet_arch.arch_of(dict(small.config)) == "deeper32_16"
+    torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
+    # Each of the block's three residual branches, once trained, changes the output.
+    for branch in ("attn1.to_out.0", "attn2.to_out.0", "ff.net.2"):
+        blk = big.up_blocks[1].attentions[1].transformer_blocks[1]
+        w = blk.get_submodule(branch).weight
+        with torch.no_grad():
+            w.normal_(0, 0.1)
+        assert (_run(big) - _run(small)).abs().max() > 1e-3, branch
+        with torch.no_grad():
+            w.zero_()
+    torch.testing.assert_close(_run(big), _run(small), rtol=0, atol=0)
+
+
 def test_grow_refuses_anything_but_added_blocks():
     from diffusers import UNet2DConditionModel
 

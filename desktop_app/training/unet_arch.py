@@ -42,11 +42,19 @@ UNET_CONFIG_DEEP32_16 = dict(UNET_CONFIG, layers_per_block=(4, 2, 1))
 # best so far (deep32: shape 70.5% -> 81.5% over two runs): deep32_16 with three more resnets each
 # way at 32x32 again (+0.18M parameters, about +15% per UNet call).
 UNET_CONFIG_DEEPER32_16 = dict(UNET_CONFIG, layers_per_block=(7, 2, 1))
+# Binding words to objects is the two-object scenes' weak point, and the one growth that moved it
+# was at 16x16 (deep32_16: every attribute of both 10.5% -> 16%): deeper32_16 with a second
+# transformer block (self-attention, cross-attention, feed-forward) in each 16x16 attention, so
+# every place reads the words and its neighbours twice per block. Grown from deeper32_16, each new
+# transformer block starting as the identity.
+UNET_CONFIG_DEEPER32_16_T2 = dict(UNET_CONFIG_DEEPER32_16, transformer_layers_per_block=(1, 2, 1))
 ARCHS = {"base": UNET_CONFIG, "attn32": UNET_CONFIG_ATTN32, "deep32": UNET_CONFIG_DEEP32,
-         "deep32_16": UNET_CONFIG_DEEP32_16, "deeper32_16": UNET_CONFIG_DEEPER32_16}
+         "deep32_16": UNET_CONFIG_DEEP32_16, "deeper32_16": UNET_CONFIG_DEEPER32_16,
+         "deeper32_16_t2": UNET_CONFIG_DEEPER32_16_T2}
 # Each grown architecture's predecessor: its own new blocks (relative to it) are the ones that
 # train at the full learning rate under --old-lr-scale.
-PARENT = {"attn32": "base", "deep32": "base", "deep32_16": "deep32", "deeper32_16": "deep32_16"}
+PARENT = {"attn32": "base", "deep32": "base", "deep32_16": "deep32", "deeper32_16": "deep32_16",
+          "deeper32_16_t2": "deeper32_16"}
 
 
 def make_unet(arch: str = "base"):
@@ -55,9 +63,19 @@ def make_unet(arch: str = "base"):
     return UNet2DConditionModel(**ARCHS[arch])
 
 
-def _layers(config) -> list[int]:
-    lpb, n = config["layers_per_block"], len(config["block_out_channels"])
+def _layers(config, key: str = "layers_per_block") -> list[int]:
+    lpb, n = config.get(key, 1), len(config["block_out_channels"])
     return [lpb] * n if isinstance(lpb, int) else list(lpb)
+
+
+def _new_block(key: str, old: set[str]) -> str | None:
+    """The whole block a tensor of the bigger net belongs to: a transformer block inside an
+    attention the smaller net has, else an attention or resnet (None: neither)."""
+    m = re.match(r"(.*?\.attentions\.\d+\.transformer_blocks\.\d+)\.", key)
+    if m and not any(k.startswith(m.group(1) + ".") for k in old):
+        return m.group(1)
+    m = re.match(r"(.*?\.(?:attentions|resnets)\.\d+)\.", key)
+    return m.group(1) if m else None
 
 
 def _renamer(small_config, big_config):
@@ -105,18 +123,22 @@ def grow(small, big) -> list[str]:
         if dst[k].shape != v.shape:
             raise ValueError(f"{k}: shape {tuple(v.shape)} cannot grow to {tuple(dst[k].shape)}")
     new = sorted(set(dst) - set(src))
-    # A new block is a prefix like "down_blocks.0.attentions.0" that only the big net has.
-    new_blocks = {m.group(1) for k in new
-                  if (m := re.match(r"(.*?\.(?:attentions|resnets)\.\d+)\.", k))}
+    # A new block is a prefix like "down_blocks.0.attentions.0" (or, inside an attention both nets
+    # have, "….attentions.0.transformer_blocks.1") that only the big net has.
+    new_blocks = {b for k in new if (b := _new_block(k, set(src)))}
     stray = [k for k in new if not any(k.startswith(b + ".") for b in new_blocks)]
     if stray or any(k.startswith(b + ".") for b in new_blocks for k in src):
         raise ValueError(f"not a pure growth by whole blocks: {stray[:3] or sorted(new_blocks)[:3]}")
     merged = dict(dst)
     merged.update(src)
     for blk in new_blocks:
-        last = blk + (".proj_out" if ".attentions." in blk else ".conv2")
-        merged[last + ".weight"] = torch.zeros_like(dst[last + ".weight"])
-        merged[last + ".bias"] = torch.zeros_like(dst[last + ".bias"])
+        if ".transformer_blocks." in blk:  # pre-norm residual: zeroed outputs make it the identity
+            lasts = [blk + s for s in (".attn1.to_out.0", ".attn2.to_out.0", ".ff.net.2")]
+        else:
+            lasts = [blk + (".proj_out" if ".attentions." in blk else ".conv2")]
+        for last in lasts:
+            merged[last + ".weight"] = torch.zeros_like(dst[last + ".weight"])
+            merged[last + ".bias"] = torch.zeros_like(dst[last + ".bias"])
         if blk + ".conv_shortcut.weight" in dst:  # an up resnet: [features, skip] -> features
             w = torch.zeros_like(dst[blk + ".conv_shortcut.weight"])
             out = w.shape[0]
@@ -131,6 +153,8 @@ def arch_of(config) -> str | None:
     """Which of ARCHS a UNet config is (None: none of them)."""
     for name, arch in ARCHS.items():
         if (_layers(config) == _layers(arch)
+                and _layers(config, "transformer_layers_per_block")
+                == _layers(arch, "transformer_layers_per_block")
                 and tuple(config["down_block_types"]) == arch["down_block_types"]
                 and tuple(config["block_out_channels"]) == arch["block_out_channels"]):
             return name
