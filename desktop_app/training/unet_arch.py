@@ -126,7 +126,8 @@ def grow(small, big) -> list[str]:
     new = sorted(set(dst) - set(src))
     # A new block is a prefix like "down_blocks.0.attentions.0" (or, inside an attention both nets
     # have, "….attentions.0.transformer_blocks.1") that only the big net has.
-    new_blocks = {b for k in new if (b := _new_block(k, set(src)))}
+    old = set(src)
+    new_blocks = {b for k in new if (b := _new_block(k, old))}
     stray = [k for k in new if not any(k.startswith(b + ".") for b in new_blocks)]
     if stray or any(k.startswith(b + ".") for b in new_blocks for k in src):
         raise ValueError(f"not a pure growth by whole blocks: {stray[:3] or sorted(new_blocks)[:3]}")
